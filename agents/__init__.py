@@ -1,0 +1,1 @@
+"""Roles that decide: the teacher (critique, skill analysis), the judge, the retriever, LLM backends."""

@@ -1,0 +1,1 @@
+"""Samples, loaders for users' data, and the built-in synthetic world."""

@@ -1,0 +1,1 @@
+"""The built-in synthetic visual world: the offline embedded default."""

@@ -1,0 +1,1 @@
+"""The LangGraph state machine, its run config, run directory and CLI."""

@@ -1,0 +1,1 @@
+"""The student: loading, prompting, batched evaluation, LoRA training."""
