@@ -1,0 +1,124 @@
+"""Map the teacher's free-text missing skills onto the pool's skill vocabulary, and count them.
+
+A teacher writes "can't count objects" where the pool says "counting"; the
+retriever can only query for skills the pool knows, so each string is mapped
+in three tries, cheapest and surest first: normalised exact match, a label
+whose words all appear in the string (when only one does), then the nearest
+label by embedding if it is similar enough. Anything else stays a new label
+of its own, so an unknown weakness is reported rather than forced onto a
+wrong skill. The mapping is returned with the counts for the decision trace.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from langchain_core.tools import BaseTool, StructuredTool
+from pydantic import BaseModel, ConfigDict, Field
+
+from gaptune.tools.bm25_index import tokenize
+from gaptune.tools.embedder import DEFAULT_EMBEDDING_MODEL, load_embedder
+
+# 0.45: on MiniLM, paraphrases of the world's skills score 0.47-0.75 against
+# "label: description" and unrelated phrases stay below 0.3 (tests/test_retrieval_classify.py).
+DEFAULT_THRESHOLD = 0.45
+
+
+class GapMapping(BaseModel):
+    """How one distinct free-text skill became a label; `score` is the cosine for `embedding`, else 1."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: str
+    label: str
+    how: Literal["exact", "contains", "embedding", "new"]
+    score: float
+    occurrences: int = Field(ge=1)
+
+
+class GapClassification(BaseModel):
+    """Error counts per canonical gap label, largest first, and the mapping that produced them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    counts: dict[str, int]
+    mapping: list[GapMapping]
+
+
+def normalise(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", text.lower()).split())
+
+
+def classify_gaps(
+    missing_skills: Sequence[str],
+    vocabulary: Mapping[str, str],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL,
+) -> GapClassification:
+    """Map each string in `missing_skills` onto a label of `vocabulary` (label -> description) and count labels."""
+    occurrences = Counter(text.strip() for text in missing_skills if text.strip())
+    labels = list(vocabulary)
+    by_key = {_key(label): label for label in labels}
+    decided: dict[str, tuple[str, str, float]] = {}
+    undecided: list[str] = []
+    for text in occurrences:
+        key = _key(text)
+        contained = [label for label in labels if set(_key(label).split()) <= set(key.split())]
+        if key in by_key:
+            decided[text] = (by_key[key], "exact", 1.0)
+        elif len(contained) == 1:
+            decided[text] = (contained[0], "contains", 1.0)
+        else:
+            undecided.append(text)
+    if undecided and labels:
+        embedder = load_embedder(embedding_model)
+        label_vectors = embedder.encode([_label_text(label, vocabulary[label]) for label in labels])
+        similarity = embedder.encode(undecided) @ label_vectors.T
+        for text, row in zip(undecided, similarity, strict=True):
+            best = int(row.argmax())
+            if row[best] >= threshold:
+                decided[text] = (labels[best], "embedding", round(float(row[best]), 4))
+    mapping = []
+    counts: Counter[str] = Counter()
+    for text, count in occurrences.items():
+        label, how, score = decided.get(text, (normalise(text), "new", 1.0))
+        mapping.append(GapMapping(text=text, label=label, how=how, score=score, occurrences=count))  # type: ignore[arg-type]
+        counts[label] += count
+    return GapClassification(counts=dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))),
+                             mapping=mapping)
+
+
+def _key(text: str) -> str:
+    return " ".join(tokenize(text))
+
+
+def _label_text(label: str, description: str) -> str:
+    return f"{label}: {description}" if description else label
+
+
+class ClassifyGapsArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    missing_skills: list[str] = Field(description="missing skills as the teacher wrote them, one per wrong sample")
+
+
+def make_classify_gaps_tool(
+    vocabulary: Mapping[str, str], *, threshold: float = DEFAULT_THRESHOLD,
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL,
+) -> BaseTool:
+    """A LangChain tool bound to one pool's skill vocabulary (e.g. `PoolIndex.skill_vocabulary()`)."""
+    vocabulary = dict(vocabulary)
+
+    def run(missing_skills: list[str]) -> dict[str, object]:
+        result = classify_gaps(missing_skills, vocabulary, threshold=threshold, embedding_model=embedding_model)
+        return result.model_dump()
+
+    return StructuredTool.from_function(
+        func=run, name="classify_gaps", args_schema=ClassifyGapsArgs,
+        description="Map free-text missing skills onto the pool's canonical skill labels; "
+                    "returns error counts per label and how each string was mapped.",
+    )
