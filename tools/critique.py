@@ -5,12 +5,52 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class Usage(BaseModel):
+    """What producing one result cost: calls, tokens, time, money, and the faults survived on the way.
+
+    `faults` counts retried failures by kind ("timeout", "rate_limit",
+    "server_error", "malformed", "unreachable"), so a run that recovered still
+    shows in its trace how often the teacher misbehaved. `cost_usd` stays None
+    unless a price is configured: an unknown cost is not a zero cost.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    calls: int = 0
+    cached_calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_s: float = 0.0
+    cost_usd: float | None = None
+    faults: dict[str, int] = Field(default_factory=dict)
+    model: str = ""
+
+    def plus(self, other: Usage) -> Usage:
+        """The sum of two usages (for totals per critique, per round, per run)."""
+        faults = dict(self.faults)
+        for kind, count in other.faults.items():
+            faults[kind] = faults.get(kind, 0) + count
+        costs = [cost for cost in (self.cost_usd, other.cost_usd) if cost is not None]
+        models = [name for name in dict.fromkeys([*self.model.split(","), *other.model.split(",")]) if name]
+        return Usage(
+            calls=self.calls + other.calls,
+            cached_calls=self.cached_calls + other.cached_calls,
+            tokens_in=self.tokens_in + other.tokens_in,
+            tokens_out=self.tokens_out + other.tokens_out,
+            latency_s=self.latency_s + other.latency_s,
+            cost_usd=sum(costs) if costs else None,
+            faults=faults,
+            model=",".join(models),
+        )
+
+
 class Critique(BaseModel):
     """A teacher's verdict on one wrong attempt.
 
     `wrong_step` indexes the student's steps (0-based); it equals `len(steps)`
     when every step was right and only the final answer went wrong, and is
-    None when the teacher could not locate the error.
+    None when the teacher could not locate the error. `usage` is empty for the
+    free `reference` teacher.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -21,3 +61,4 @@ class Critique(BaseModel):
     wrong_step: int | None
     missing_skill: str = Field(min_length=1)
     explanation: str = ""
+    usage: Usage = Field(default_factory=Usage)

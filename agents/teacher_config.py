@@ -1,0 +1,120 @@
+"""The `teacher:` block of a run config: which model plays which teacher role.
+
+Swapping a teacher is changing one backend block. Roles are separate so a cheap
+model can annotate the pool while a strong one critiques. The defaults
+reproduce the LLM-free behaviour: one `reference` critic, agreement voting, no
+annotator (pool skills come from the data or from gold rationale steps).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class ReferenceBackend(BaseModel):
+    """Gold rationale steps as the teacher: exact, free, needs `Sample.steps`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["reference"] = "reference"
+    name: str | None = None
+
+
+class OpenAIBackend(BaseModel):
+    """Any OpenAI-compatible chat endpoint: OpenAI itself, vLLM, `transformers serve`, llama.cpp.
+
+    `api_key_env` names the environment variable holding the key; the key
+    itself never enters the config, so it cannot leak into a resolved config,
+    a checkpoint or a report.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["openai"] = "openai"
+    name: str | None = None
+    model: str = Field(min_length=1)
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=512, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
+    retry_backoff_s: float = Field(default=1.0, ge=0)
+    price_in_per_1m: float | None = Field(default=None, ge=0)
+    price_out_per_1m: float | None = Field(default=None, ge=0)
+    vision: bool = False
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _looks_like_env_name(cls, value: str) -> str:
+        if not _ENV_NAME_RE.fullmatch(value):
+            raise ValueError(
+                "api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                "never the key itself"
+            )
+        return value
+
+
+class HFBackend(BaseModel):
+    """A local transformers causal LM run in-process: log-probabilities without a server."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["hf"] = "hf"
+    name: str | None = None
+    model: str = Field(min_length=1, description="a local save_pretrained directory or a cached model name")
+    device: str = "cpu"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    max_new_tokens: int = Field(default=256, gt=0)
+    price_in_per_1m: float | None = Field(default=None, ge=0)
+    price_out_per_1m: float | None = Field(default=None, ge=0)
+
+
+BackendConfig = Annotated[ReferenceBackend | OpenAIBackend | HFBackend, Field(discriminator="backend")]
+LLMBackendConfig = Annotated[OpenAIBackend | HFBackend, Field(discriminator="backend")]
+
+
+class TeacherConfig(BaseModel):
+    """Every teacher role of a run.
+
+    `method` is how LLM critics locate the wrong step (reference critics always
+    compare with gold steps). `answer_switch_delta`/`answer_switch_lambda`:
+    the student's answer must lead the gold one by more than delta (in
+    log-probability) and stay ahead for lambda consecutive steps.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    critics: list[BackendConfig] = Field(default_factory=lambda: [ReferenceBackend()], min_length=1)
+    method: Literal["reference", "prompt", "answer-switch"] = "prompt"
+    answer_switch_delta: float = Field(default=0.0, ge=0.0)
+    answer_switch_lambda: int = Field(default=1, ge=1)
+    skill_analyst: LLMBackendConfig | None = None
+    judge: LLMBackendConfig | None = None
+    annotator: BackendConfig | None = None
+    fallback: BackendConfig | None = None
+    max_concurrency: int = Field(default=4, ge=1)
+    cache: bool = True
+
+    @model_validator(mode="after")
+    def _method_fits_backends(self) -> TeacherConfig:
+        if self.method == "answer-switch":
+            for critic in self.critics:
+                if isinstance(critic, OpenAIBackend) and critic.vision:
+                    raise ValueError(
+                        f"teacher.critics: answer-switch scores text prefixes; critic {critic.model!r} "
+                        "has vision: true, which answer-switch does not use (set vision: false or method: prompt)"
+                    )
+        if self.method == "reference":
+            llm = [c for c in self.critics if not isinstance(c, ReferenceBackend)]
+            if llm:
+                raise ValueError(
+                    "teacher.method is 'reference' but teacher.critics has LLM backends "
+                    f"({', '.join(c.backend for c in llm)}): set method to 'prompt' or 'answer-switch'"
+                )
+        return self

@@ -1,0 +1,156 @@
+"""Real HTTP servers for teacher tests: a fault-injecting OpenAI-compatible server and `transformers serve`.
+
+`FaultServer` is a small stdlib HTTP server in a thread that answers
+`/v1/chat/completions` like an OpenAI endpoint, but follows a script of
+behaviours per request (garbage body, timeout, 429, 500, unparseable content,
+or a good reply) and can add a fixed latency — the benchmark uses it to make
+the server the bottleneck.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+Reply = Callable[[dict[str, Any]], str]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def completion_body(content: str, model: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    }
+
+
+class FaultServer:
+    """An OpenAI-compatible server whose n-th request gets the n-th scripted behaviour.
+
+    Behaviours: "ok", "garbage" (200 with a non-JSON body), "bad-content"
+    (a valid envelope whose message is not the JSON asked for), "timeout"
+    (answers after `hang_s`), "429", "500". After the script, "ok".
+    """
+
+    def __init__(self, reply: Reply, *, script: list[str] | None = None, latency_s: float = 0.0,
+                 hang_s: float = 3.0, model: str = "fault-model") -> None:
+        self.reply = reply
+        self.script = list(script or [])
+        self.latency_s = latency_s
+        self.hang_s = hang_s
+        self.model = model
+        self.requests: list[dict[str, Any]] = []
+        self.authorizations: list[str] = []
+        self.behaviours: list[str] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self) -> FaultServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _next(self, body: dict[str, Any], authorization: str) -> str:
+        with self._lock:
+            self.requests.append(body)
+            self.authorizations.append(authorization)
+            behaviour = self.script.pop(0) if self.script else "ok"
+            self.behaviours.append(behaviour)
+            return behaviour
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # keep test output clean
+                pass
+
+            def _send(self, status: int, payload: bytes, content_type: str = "application/json") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                if status == 429:
+                    self.send_header("Retry-After", "0")
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                behaviour = server._next(body, self.headers.get("Authorization", ""))
+                time.sleep(server.latency_s)
+                if behaviour == "timeout":
+                    time.sleep(server.hang_s)
+                    behaviour = "ok"
+                if behaviour == "429":
+                    self._send(429, b'{"error": {"message": "rate limited", "type": "rate_limit"}}')
+                elif behaviour == "500":
+                    self._send(500, b'{"error": {"message": "internal error"}}')
+                elif behaviour == "garbage":
+                    self._send(200, b"<html>502 Bad Gateway</html> \x00\xff", "text/html")
+                else:
+                    content = "Sure! I think it is fine." if behaviour == "bad-content" else server.reply(body)
+                    self._send(200, json.dumps(completion_body(content, server.model)).encode())
+
+        return Handler
+
+
+@contextmanager
+def transformers_serve(model_dir: Path, *, startup_timeout_s: float = 240.0) -> Iterator[str]:
+    """Start `transformers serve` on a free port with `model_dir` preloaded; yields the base URL."""
+    executable = shutil.which("transformers", path=str(Path(sys.executable).parent)) or shutil.which("transformers")
+    if executable is None:
+        raise RuntimeError("the `transformers` CLI is missing: pip install 'transformers[serving]'")
+    port = free_port()
+    log = open(Path(model_dir).parent / f"serve-{port}.log", "w")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [executable, "serve", str(model_dir), "--port", str(port), "--host", "127.0.0.1", "--device", "cpu"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"transformers serve exited with {process.returncode}; see {log.name}")
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"transformers serve did not start within {startup_timeout_s}s; see {log.name}")
+                time.sleep(0.5)
+        yield f"{base}/v1"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
