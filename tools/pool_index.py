@@ -46,6 +46,9 @@ BM25_DIR = "bm25"
 CHROMA_DIR = "chroma"
 FORMAT_VERSION = 1
 DEFAULT_RRF_K = 60  # the constant of Cormack et al. (2009), the usual RRF default
+# Dense rankings are at least this many groups deep, so the top of a fused
+# ranking does not change with k (RRF over truncated lists depends on the cut).
+MIN_DENSE_DEPTH = 1000
 _INGEST_CHUNK = 2000
 
 
@@ -282,7 +285,7 @@ class PoolIndex:
             return []
         excluded = frozenset(exclude)
         total = self.manifest.groups
-        depth = min(total, max(int(k * oversample), k, 1))
+        depth = min(total, max(int(k * oversample), k, MIN_DENSE_DEPTH))
         lexical = self._lexical.ranked(text) if method != "dense" else []
         while True:
             ranked = self.ranked_groups(text, method, depth, lexical=lexical, rrf_k=rrf_k)

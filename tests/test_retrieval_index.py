@@ -1,0 +1,158 @@
+"""The pool index, the query tool and the retriever agent on a real Chroma store and a real BM25 index.
+
+One index over 300 world pool samples is built per session (a few seconds of
+MiniLM on CPU) and shared; tests that mutate build their own elsewhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gaptune.agents.retriever import RetrievalConfig, retrieve
+from gaptune.data.world.families import SKILL_DESCRIPTIONS
+from gaptune.data.world.world import pool
+from gaptune.tools.chroma_index import ChromaConfig, ChromaIndex
+from gaptune.tools.pool_index import PoolIndex, index_pool
+from gaptune.tools.query_pool import make_query_pool_tool
+
+POOL_SIZE = 300
+COUNTING = "counting: counting the objects of a colour or shape"
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> PoolIndex:
+    directory = tmp_path_factory.mktemp("pool_index")
+    report = index_pool(pool(0, POOL_SIZE), directory, skill_descriptions=SKILL_DESCRIPTIONS, progress=False)
+    assert report.new_samples == POOL_SIZE and report.embedded_groups == report.manifest.groups
+    return PoolIndex.open(directory)
+
+
+def test_manifest_counts_and_vocabulary(index: PoolIndex) -> None:
+    samples = list(pool(0, POOL_SIZE))
+    assert index.manifest.samples == POOL_SIZE
+    assert index.manifest.groups == len({index.group_of(s.id) for s in samples}) < POOL_SIZE
+    assert index.manifest.skills["counting"] == sum("counting" in s.skills for s in samples)
+    assert index.skill_vocabulary()["counting"] == SKILL_DESCRIPTIONS["counting"]
+    assert index.skills_by_id()["pool-000000"] == samples[0].skills
+
+
+def test_reindexing_skips_everything_present(index: PoolIndex) -> None:
+    report = index_pool(pool(0, POOL_SIZE), index.index_dir, skill_descriptions=SKILL_DESCRIPTIONS, progress=False)
+    assert (report.new_samples, report.skipped_samples, report.embedded_groups) == (0, POOL_SIZE, 0)
+    assert report.manifest.fingerprint == index.manifest.fingerprint
+
+
+def test_another_pool_in_the_same_dir_is_refused(index: PoolIndex) -> None:
+    with pytest.raises(ValueError, match="'pool-000000' changed since it was indexed"):
+        index_pool(pool(1, POOL_SIZE), index.index_dir, skill_descriptions=SKILL_DESCRIPTIONS, progress=False)
+    with pytest.raises(ValueError, match=f"holds {POOL_SIZE} samples but this pool has 50.*another pool"):
+        index_pool(pool(0, 50), index.index_dir, skill_descriptions=SKILL_DESCRIPTIONS, progress=False)
+
+
+@pytest.mark.parametrize("method", ["bm25", "dense", "fused"])
+def test_counting_query_finds_counting_samples(index: PoolIndex, method: str) -> None:
+    hits = index.query(COUNTING, 10, method)  # type: ignore[arg-type]
+    skills = index.skills_by_id()
+    assert [hit.rank for hit in hits] == list(range(1, 11))
+    assert all(hit.method == method for hit in hits)
+    assert all("counting" in skills[hit.sample_id] for hit in hits)
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+
+
+@pytest.mark.parametrize("method", ["bm25", "dense", "fused"])
+def test_exclusion_returns_the_next_k(index: PoolIndex, method: str) -> None:
+    deep = index.query(COUNTING, 12, method)  # type: ignore[arg-type]
+    first = {hit.sample_id for hit in deep[:6]}
+    rest = index.query(COUNTING, 6, method, exclude=first)  # type: ignore[arg-type]
+    assert [hit.sample_id for hit in rest] == [hit.sample_id for hit in deep[6:]]
+    assert [hit.rank for hit in rest] == list(range(1, 7))
+
+
+def test_exclusion_of_most_of_the_pool_still_fills_k(index: PoolIndex) -> None:
+    ids = index.sample_ids()
+    keep = set(ids[-15:])
+    hits = index.query(COUNTING, 10, "dense", exclude=set(ids) - keep)
+    assert len(hits) == 10 and {hit.sample_id for hit in hits} <= keep
+
+
+def test_bm25_returns_only_matching_samples(index: PoolIndex) -> None:
+    assert index.query("zebra quantum", 5, "bm25") == []
+    assert len(index.query("zebra quantum", 5, "dense")) == 5
+
+
+def test_fused_scores_are_reciprocal_rank_fusion_of_both_rankings(index: PoolIndex) -> None:
+    depth = index.manifest.groups
+    lexical = [gid for gid, _ in index.ranked_groups(COUNTING, "bm25", depth)]
+    dense = [gid for gid, _ in index.ranked_groups(COUNTING, "dense", depth)]
+    hits = index.query(COUNTING, 8, "fused", rrf_k=60)
+    for hit in hits:
+        group = index.group_of(hit.sample_id)
+        expected = sum(1 / (60 + ranking.index(group) + 1) for ranking in (lexical, dense) if group in ranking)
+        assert hit.score == pytest.approx(expected)
+    assert hits[0].score == max(
+        sum(1 / (60 + r.index(g) + 1) for r in (lexical, dense) if g in r) for g in dense
+    )
+
+
+def test_unknown_method_is_named(index: PoolIndex) -> None:
+    with pytest.raises(ValueError, match="'sparse'.*bm25, dense, fused"):
+        index.query(COUNTING, 3, "sparse")  # type: ignore[arg-type]
+
+
+def test_query_pool_tool_through_invoke(index: PoolIndex) -> None:
+    tool = make_query_pool_tool(index)
+    hits = tool.invoke({"text": COUNTING, "k": 4, "method": "bm25", "exclude": ["pool-000003"]})
+    assert [hit["rank"] for hit in hits] == [1, 2, 3, 4]
+    assert "pool-000003" not in {hit["sample_id"] for hit in hits}
+    assert hits == [hit.model_dump() for hit in index.query(COUNTING, 4, "bm25", {"pool-000003"})]
+    with pytest.raises(ValueError):
+        tool.invoke({"text": COUNTING, "k": 0})
+
+
+def test_retriever_splits_dedupes_excludes_and_records_why(index: PoolIndex) -> None:
+    used = {hit.sample_id for hit in index.query(COUNTING, 3, "fused")}
+    profile = {"counting": 6, "comparison": 3, "colour": 1}
+    selection = retrieve(index, profile, 10, used, RetrievalConfig())
+    assert selection.allocation == {"counting": 6, "comparison": 3, "colour": 1}
+    assert selection.shortfall == {}
+    ids = selection.sample_ids
+    assert len(ids) == len(set(ids)) == 10 and not set(ids) & used
+    skills = index.skills_by_id()
+    by_gap = {gap: [item for item in selection.items if item.gap == gap] for gap in profile}
+    assert {gap: len(items) for gap, items in by_gap.items()} == selection.allocation
+    for gap, items in by_gap.items():
+        assert all(gap in skills[item.sample_id] for item in items)
+        assert all(item.query.startswith(f"{gap}: ") and item.method == "fused" for item in items)
+        direct = {hit.sample_id: hit for hit in index.query(items[0].query, 40, "fused", used)}
+        for item in items:
+            assert (item.score, item.rank) == (direct[item.sample_id].score, direct[item.sample_id].rank)
+
+
+def test_a_sample_wanted_by_two_gaps_goes_to_one_and_the_other_tops_up(index: PoolIndex) -> None:
+    # "counting objects" is no pool label, so it is queried as is and ranks the same counting samples.
+    first = {hit.sample_id for hit in index.query(COUNTING, 5, "bm25")}
+    second = {hit.sample_id for hit in index.query("counting objects", 5, "bm25")}
+    assert first & second, "the two gaps must compete for samples for this test to mean anything"
+    selection = retrieve(index, {"counting": 5, "counting objects": 5}, 10, (), RetrievalConfig(method="bm25"))
+    ids = selection.sample_ids
+    assert len(ids) == len(set(ids)) == 10
+    assert sorted(item.gap for item in selection.items) == ["counting"] * 5 + ["counting objects"] * 5
+
+
+def test_a_gap_the_pool_cannot_fill_reports_its_shortfall(index: PoolIndex) -> None:
+    selection = retrieve(index, {"counting": 1, "zebra quantum": 1}, 4, (), RetrievalConfig(method="bm25"))
+    assert selection.allocation == {"counting": 2, "zebra quantum": 2}
+    assert selection.shortfall == {"zebra quantum": 2}
+    assert [item.gap for item in selection.items] == ["counting", "counting"]
+
+
+def test_open_without_manifest_names_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no complete pool index.*resumes"):
+        PoolIndex.open(tmp_path)
+
+
+def test_a_chroma_server_that_is_down_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConnectionError, match=r"http://127\.0\.0\.1:9.*chroma run"):
+        ChromaIndex(ChromaConfig(url="http://127.0.0.1:9"), tmp_path)
