@@ -1,0 +1,198 @@
+"""LLM teachers against a real, fault-injecting OpenAI-compatible HTTP server.
+
+Every fault the issue names (garbage, timeout, 429, 500, unparseable content)
+must be retried and counted, and a case that cannot be saved must end as a
+`TeacherError` the graph can count — never as a crashed run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gaptune.agents.annotator import annotate_pool
+from gaptune.agents.critics import build_critics
+from gaptune.agents.judge import build_judge
+from gaptune.agents.teacher import TeacherError
+from gaptune.agents.teacher_config import TeacherConfig
+from gaptune.data.attempt import Attempt
+from gaptune.data.sample import Sample
+from gaptune.data.world.world import task_split
+from gaptune.tools.critique import Critique
+from teacher_server import FaultServer
+
+SECRET = "sk-test-very-secret-key-123"
+
+
+def scripted_reply(body: dict[str, Any]) -> str:
+    """A competent teacher: answers whichever role's prompt it was sent."""
+    prompt = json.dumps(body["messages"])
+    if "Which candidate" in prompt:
+        return json.dumps({"best": 2, "reason": "candidate 2 names the miscount"})
+    if "Name the skills" in prompt:
+        return 'Here you go: {"sample_id": "x", "skills": ["Counting", "comparison",]}'
+    if "Name the ONE skill" in prompt:
+        return json.dumps({"missing_skill": "spatial relation", "explanation": "left and right were swapped"})
+    return '```json\n{"wrong_step": 1, "missing_skill": "Counting", "explanation": "there is 1 yellow object"}\n```'
+
+
+@pytest.fixture()
+def case() -> tuple[Sample, Attempt]:
+    sample = task_split("compare-counts", "probe", size=1)[0]
+    attempt = Attempt(sample_id=sample.id, output="count yellow = 2; count blue = 1; 2 more than 1 = yes; answer: yes",
+                      steps=["count yellow = 2", "count blue = 1", "2 more than 1 = yes"], answer="yes", correct=False)
+    return sample, attempt
+
+
+def teacher(server: FaultServer, **overrides: Any) -> TeacherConfig:
+    block = {"backend": "openai", "model": "fault-model", "base_url": server.base_url, "api_key_env": "GT_TEST_KEY",
+             "timeout_s": 1.0, "max_retries": 3, "retry_backoff_s": 0.01,
+             "price_in_per_1m": 1.0, "price_out_per_1m": 2.0}
+    return TeacherConfig.model_validate({"critics": [block], "method": "prompt", "cache": False, **overrides})
+
+
+@pytest.mark.parametrize(("fault", "kind", "billed"), [
+    ("garbage", "malformed", 1), ("timeout", "timeout", 1), ("429", "rate_limit", 1), ("500", "server_error", 1),
+    ("bad-content", "malformed", 3),  # an unparseable reply is a real, billed call; the repair asks again
+])
+def test_each_fault_is_retried_and_counted(fault: str, kind: str, billed: int, case, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GT_TEST_KEY", SECRET)
+    sample, attempt = case
+    with FaultServer(scripted_reply, script=[fault, fault]) as server:
+        critic = build_critics(teacher(server), cache_dir=tmp_path)[0]
+        critique = critic.critique(sample, attempt)
+    assert server.behaviours == [fault, fault, "ok"]
+    assert critique.wrong_step == 0 and critique.missing_skill == "counting"
+    assert critique.usage.faults == {kind: 2}
+    assert critique.usage.calls == billed
+    assert critique.usage.tokens_in == 11 * billed and critique.usage.tokens_out == 7 * billed
+    assert critique.usage.cost_usd == pytest.approx(billed * (11 * 1.0 + 7 * 2.0) / 1e6)
+    assert critique.usage.model == "fault-model"
+    assert server.authorizations[-1] == f"Bearer {SECRET}"  # the key reaches the server, and only the server
+
+
+def test_a_teacher_that_never_recovers_raises_teacher_error_without_the_key(case, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GT_TEST_KEY", SECRET)
+    sample, attempt = case
+    with FaultServer(scripted_reply, script=["500"] * 10) as server:
+        critic = build_critics(teacher(server), cache_dir=tmp_path)[0]
+        with pytest.raises(TeacherError) as raised:
+            critic.critique(sample, attempt)
+    assert raised.value.kind == "server_error"
+    assert raised.value.usage.faults == {"server_error": 4}
+    assert server.base_url in str(raised.value) and SECRET not in str(raised.value)
+    assert SECRET not in raised.value.usage.model_dump_json()
+
+
+def test_unreachable_server_is_a_teacher_error(case, tmp_path: Path) -> None:
+    sample, attempt = case
+    config = TeacherConfig.model_validate({"critics": [{
+        "backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1", "max_retries": 1,
+        "retry_backoff_s": 0.01, "timeout_s": 1.0}], "method": "prompt", "cache": False})
+    with pytest.raises(TeacherError) as raised:
+        build_critics(config, cache_dir=tmp_path)[0].critique(sample, attempt)
+    assert raised.value.kind == "unreachable" and "127.0.0.1:9" in str(raised.value)
+
+
+def test_fallback_teacher_takes_over_and_the_failed_faults_stay_counted(case, tmp_path: Path) -> None:
+    sample, attempt = case
+    with FaultServer(scripted_reply, script=["429"] * 10) as server:
+        config = teacher(server, fallback={"backend": "reference"})
+        critique = build_critics(config, cache_dir=tmp_path)[0].critique(sample, attempt)
+    assert critique.teacher == "reference (fallback for openai:fault-model)"
+    assert critique.wrong_step == 0 and critique.missing_skill == "counting"  # the gold rationale's verdict
+    assert critique.usage.faults == {"rate_limit": 4}
+
+
+def test_skill_analyst_names_the_skill_and_answers_repair(case, tmp_path: Path) -> None:
+    sample, attempt = case
+    with FaultServer(scripted_reply) as server:
+        analyst = {"backend": "openai", "model": "analyst", "base_url": server.base_url, "retry_backoff_s": 0.01}
+        critique = build_critics(teacher(server, skill_analyst=analyst), cache_dir=tmp_path)[0].critique(sample, attempt)
+    assert critique.wrong_step == 0 and critique.missing_skill == "spatial relation"
+    assert critique.usage.calls == 2
+
+
+def test_response_cache_means_a_repeated_run_does_not_pay_twice(case, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GT_TEST_KEY", SECRET)
+    sample, attempt = case
+    with FaultServer(scripted_reply) as server:
+        config = teacher(server, cache=True)
+        first = build_critics(config, cache_dir=tmp_path)[0].critique(sample, attempt)
+        second = build_critics(config, cache_dir=tmp_path)[0].critique(sample, attempt)
+    assert len(server.requests) == 1
+    assert (first.wrong_step, first.missing_skill) == (second.wrong_step, second.missing_skill)
+    assert second.usage.calls == 0 and second.usage.cached_calls == 1
+    for path in tmp_path.rglob("*.json"):
+        assert SECRET not in path.read_text() and server.base_url not in path.read_text()
+
+
+def test_critic_names_are_unique(tmp_path: Path) -> None:
+    block = {"backend": "openai", "model": "org/m", "base_url": "http://127.0.0.1:9/v1"}
+    config = TeacherConfig.model_validate({"critics": [block, block, {"backend": "reference"}]})
+    assert [c.name for c in build_critics(config, cache_dir=tmp_path)] == ["openai:m", "openai:m#2", "reference"]
+
+
+def _critique(step: int | None, skill: str, teacher_name: str) -> Critique:
+    return Critique(sample_id="s", teacher=teacher_name, method="prompt", wrong_step=step, missing_skill=skill)
+
+
+def test_agreement_voting_majority_and_ties(case, tmp_path: Path) -> None:
+    sample, attempt = case
+    judge = build_judge(TeacherConfig(), cache_dir=tmp_path)
+    majority = judge.pick(sample, attempt, [_critique(1, "colour", "a"), _critique(0, "Counting", "b"),
+                                            _critique(0, "counting", "c")])
+    assert majority.index == 1 and "2 of 3" in majority.reason
+    tie = judge.pick(sample, attempt, [_critique(2, "comparison", "a"), _critique(0, "counting", "b")])
+    assert tie.index == 0 and "tie" in tie.reason
+
+
+def test_llm_judge_picks_and_falls_back_to_voting_when_it_fails(case, tmp_path: Path) -> None:
+    sample, attempt = case
+    candidates = [_critique(2, "comparison", "a"), _critique(0, "counting", "b"), _critique(2, "comparison", "c")]
+    with FaultServer(scripted_reply) as server:
+        judge_block = {"backend": "openai", "model": "judge", "base_url": server.base_url, "retry_backoff_s": 0.01}
+        decision = build_judge(teacher(server, judge=judge_block), cache_dir=tmp_path).pick(sample, attempt, candidates)
+    assert decision.index == 1 and decision.reason == "candidate 2 names the miscount"
+    assert decision.usage.calls == 1
+    with FaultServer(scripted_reply, script=["garbage"] * 10) as server:
+        judge_block = {"backend": "openai", "model": "judge", "base_url": server.base_url, "retry_backoff_s": 0.01,
+                       "max_retries": 1}
+        decision = build_judge(teacher(server, judge=judge_block), cache_dir=tmp_path).pick(sample, attempt, candidates)
+    assert decision.index == 0 and "failed (malformed)" in decision.reason and "2 of 3" in decision.reason
+    assert decision.usage.faults == {"malformed": 2}
+
+
+def _bare(index: int, question: str) -> Sample:
+    return Sample(id=f"p{index}", question=question, answer="2", images=[])
+
+
+def test_pool_annotation_concurrent_cached_resumable_and_counts_failures(tmp_path: Path) -> None:
+    bare = [_bare(i, f"How many cats are in picture {i}?") for i in range(6)]
+    labelled = Sample(id="has", question="q", answer="a", skills=["colour"])
+    with FaultServer(scripted_reply, script=["ok", "ok", "ok"]) as server:
+        block = {"backend": "openai", "model": "annot", "base_url": server.base_url, "retry_backoff_s": 0.01}
+        config = teacher(server, annotator=block, max_concurrency=3)
+        # A first, interrupted pass annotated only three samples.
+        partial = annotate_pool(bare[:3], config, cache_dir=tmp_path, progress=False)
+        assert partial.annotated == 3 and len(server.requests) == 3
+        server.script = ["ok", "ok"] + ["500"] * 4  # the last sample's teacher keeps failing
+        report = annotate_pool([*bare, labelled], config, cache_dir=tmp_path, progress=False)
+    assert report.cached == 3 and report.annotated == 2 and report.passed_through == 1
+    assert report.failed == {"server_error": 1} and len(report.failed_ids) == 1
+    assert [s.id for s in report.samples] == [s.id for s in [*bare, labelled] if s.id not in report.failed_ids]
+    assert all(s.skills == ["counting", "comparison"] for s in report.samples if s.id != "has")
+    assert report.usage.faults == {"server_error": 4}
+
+
+def test_pool_annotation_without_annotator_uses_gold_rationale(tmp_path: Path) -> None:
+    pool = [s.model_copy(update={"skills": []}) for s in task_split("compare-counts", "probe", size=2)]
+    report = annotate_pool([*pool, _bare(9, "How many?")], TeacherConfig(), cache_dir=tmp_path, progress=False)
+    assert [s.skills for s in report.samples] == [["comparison", "counting"]] * 2
+    assert report.failed == {"malformed": 1} and report.failed_ids == ["p9"]
