@@ -1,0 +1,83 @@
+"""The `teacher:` config block and the pure parts of the teacher: defaults, errors, answer-switch rule, JSON repair."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from gaptune.agents.answer_switch import locate_switch
+from gaptune.agents.critics import build_critics
+from gaptune.agents.judge import VotingJudge, build_judge
+from gaptune.agents.reference_teacher import ReferenceTeacher
+from gaptune.agents.structured_output import extract_json
+from gaptune.agents.teacher_config import HFBackend, OpenAIBackend, TeacherConfig
+from gaptune.tools.critique import Usage
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "smollm2_teacher.yaml"
+
+
+def test_defaults_reproduce_the_reference_teacher(tmp_path: Path) -> None:
+    config = TeacherConfig()
+    critics = build_critics(config, cache_dir=tmp_path)
+    assert len(critics) == 1 and isinstance(critics[0], ReferenceTeacher) and critics[0].name == "reference"
+    assert isinstance(build_judge(config, cache_dir=tmp_path), VotingJudge)
+    assert config.annotator is None and config.fallback is None and config.cache
+
+
+def test_backends_are_a_discriminated_union() -> None:
+    config = TeacherConfig.model_validate({
+        "critics": [{"backend": "openai", "model": "gpt-4o-mini"}, {"backend": "hf", "model": "/models/x"}],
+        "method": "answer-switch", "answer_switch_delta": 0.5, "answer_switch_lambda": 2,
+    })
+    assert isinstance(config.critics[0], OpenAIBackend) and isinstance(config.critics[1], HFBackend)
+    assert config.critics[0].api_key_env == "OPENAI_API_KEY"
+
+
+@pytest.mark.parametrize(("block", "message"), [
+    ({"critics": [{"backend": "openai", "model": "m", "api_key": "sk-x"}]}, "api_key"),
+    ({"critics": [{"backend": "openai", "model": "m", "api_key_env": "sk-abc123 secret"}]}, "NAME of an environment"),
+    ({"critics": [{"backend": "vllm", "model": "m"}]}, "backend"),
+    ({"critics": [{"backend": "openai", "model": "m"}], "method": "reference"}, "set method to"),
+    ({"judge": {"backend": "reference"}}, "judge"),
+    ({"critics": []}, "critics"),
+])
+def test_bad_config_names_what_to_fix(block: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        TeacherConfig.model_validate(block)
+
+
+def test_example_config_is_a_valid_teacher_block() -> None:
+    config = TeacherConfig.model_validate(yaml.safe_load(EXAMPLE.read_text()))
+    assert isinstance(config.critics[0], OpenAIBackend) and "SmolLM2" not in config.critics[0].api_key_env
+
+
+@pytest.mark.parametrize(("gold", "student", "delta", "lam", "expected"), [
+    ([-1, -1, -1, -5], [-5, -5, -4, -1], 0.0, 1, 2),       # switch at the last step counts
+    ([-1, -1, -3, -3], [-5, -5, -2, -2], 0.0, 1, 1),
+    ([-1, -1, -3, -3], [-5, -5, -2.5, -2], 1.0, 1, None),   # a lead of 0.5 and 1.0 is not more than delta=1
+    ([-1, -3, -1, -3], [-2, -2, -2, -2], 0.0, 2, 2),        # lambda=2: the lead at step 0 did not last
+    ([-1, -3, -1, -3], [-2, -2, -2, -2], 0.0, 1, 0),
+    ([-5, -5], [-1, -1], 0.0, 1, None),                     # ahead from the start: no overtaking
+])
+def test_locate_switch_rule(gold, student, delta, lam, expected) -> None:
+    assert locate_switch(gold, student, delta=delta, lam=lam) == expected
+
+
+def test_extract_json_tolerates_weak_model_output() -> None:
+    assert extract_json('Sure!\n```json\n{"a": 1, "b": [1, 2,],}\n```') == {"a": 1, "b": [1, 2]}
+    assert extract_json('{"text": "a } brace"} trailing') == {"text": "a } brace"}
+    assert extract_json('{broken {"ok": true}') == {"ok": True}
+    with pytest.raises(ValueError, match="no JSON object"):
+        extract_json("I think step 2 is wrong.")
+
+
+def test_usage_sums_tokens_costs_and_faults() -> None:
+    a = Usage(calls=1, tokens_in=10, cost_usd=0.5, faults={"timeout": 1}, model="m1")
+    b = Usage(calls=2, tokens_out=4, faults={"timeout": 2, "rate_limit": 1}, model="m2")
+    total = a.plus(b)
+    assert (total.calls, total.tokens_in, total.tokens_out, total.cost_usd) == (3, 10, 4, 0.5)
+    assert total.faults == {"timeout": 3, "rate_limit": 1} and total.model == "m1,m2"
+    assert Usage().plus(Usage()).cost_usd is None
