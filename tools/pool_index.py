@@ -219,6 +219,15 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(staging, path)
 
 
+def _recorded_chroma(manifest: IndexManifest) -> ChromaConfig:
+    """Where indexing put the collection: its server, or its directory if it still exists, else `<index dir>/chroma`."""
+    location = manifest.chroma_location
+    if location.startswith(("http://", "https://")):
+        return ChromaConfig(url=location, collection=manifest.collection)
+    path = Path(location)
+    return ChromaConfig(path=path if path.is_dir() else None, collection=manifest.collection)
+
+
 def _read_manifest(index_dir: Path) -> IndexManifest | None:
     path = index_dir / MANIFEST
     if not path.is_file():
@@ -246,7 +255,7 @@ class PoolIndex:
         if manifest is None:
             raise FileNotFoundError(f"no complete pool index at {index_dir} (no {MANIFEST}); run pool indexing "
                                     "(`gaptune pool index`), which also resumes an interrupted one")
-        chroma = chroma or ChromaConfig(collection=manifest.collection)
+        chroma = chroma or _recorded_chroma(manifest)
         members: dict[str, list[str]] = {}
         skills: dict[str, list[str]] = {}
         db = sqlite3.connect(index_dir / DATABASE)
