@@ -196,3 +196,20 @@ def test_pool_annotation_without_annotator_uses_gold_rationale(tmp_path: Path) -
     report = annotate_pool([*pool, _bare(9, "How many?")], TeacherConfig(), cache_dir=tmp_path, progress=False)
     assert [s.skills for s in report.samples] == [["comparison", "counting"]] * 2
     assert report.failed == {"malformed": 1} and report.failed_ids == ["p9"]
+
+
+@pytest.mark.parametrize("vision", [True, False])
+def test_vision_teachers_get_the_images_and_text_teachers_do_not(vision: bool, case, tmp_path: Path) -> None:
+    sample, attempt = case
+    with FaultServer(scripted_reply) as server:
+        config = teacher(server)
+        config.critics[0] = config.critics[0].model_copy(update={"vision": vision})
+        build_critics(config, cache_dir=tmp_path)[0].critique(sample, attempt)
+    content = server.requests[0]["messages"][-1]["content"]
+    if vision:
+        kinds = [part["type"] for part in content]
+        assert kinds == ["image_url", "text"]
+        assert content[0]["image_url"]["url"].startswith("data:image/png;base64,")
+        assert "Correct answer: no" in content[1]["text"]
+    else:
+        assert isinstance(content, str) and "Student's reasoning steps:\n1. count yellow = 2" in content
