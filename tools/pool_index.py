@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import sqlite3
+from contextlib import closing
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from pathlib import Path
@@ -106,7 +107,7 @@ def index_pool(
     chroma = chroma or ChromaConfig()
     descriptions = dict(skill_descriptions or {})
     old = _read_manifest(index_dir)
-    with _open_db(index_dir) as db:
+    with closing(_open_db(index_dir)) as db:
         _check_settings(db, index_dir, embedding_model, chroma.collection)
         fingerprint, seen, new, skipped = _ingest(db, samples, descriptions, progress)
         stored = db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]

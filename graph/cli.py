@@ -1,0 +1,215 @@
+"""The `gaptune` command line: run, resume, trace, report, eval, world and pool commands."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gaptune.graph.config import ConfigError, load_config
+from gaptune.graph.run_dir import RunDir
+
+app = typer.Typer(help="Adapt a multimodal model to a task by tuning on the skills it lacks.", no_args_is_help=True)
+world_app = typer.Typer(help="The built-in synthetic world and its tiny student.", no_args_is_help=True)
+pool_app = typer.Typer(help="Pool annotation and indexing.", no_args_is_help=True)
+app.add_typer(world_app, name="world")
+app.add_typer(pool_app, name="pool")
+console = Console()
+
+ConfigArg = Annotated[Optional[Path], typer.Argument(help="YAML run config; omit for the embedded default")]
+SetOpt = Annotated[list[str], typer.Option("--set", help="override a config key: key.sub=value (repeatable)")]
+
+
+def _config(path: Path | None, overrides: list[str]) -> Any:
+    try:
+        return load_config(path, overrides)
+    except ConfigError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from error
+
+
+@app.command()
+def run(config: ConfigArg = None, run_dir: Annotated[Optional[Path], typer.Option(help="where the run writes everything")] = None,
+        set_: SetOpt = []) -> None:  # noqa: B006
+    """Run the adaptation loop (with no config: the built-in world, tiny student, reference teacher)."""
+    from gaptune.graph.runner import RunDirError
+    from gaptune.graph.runner import run as start_run
+
+    resolved = _config(config, set_)
+    target = run_dir or Path("runs") / f"{resolved.task.name}-{resolved.selection}-{time.strftime('%Y%m%d-%H%M%S')}"
+    console.print(f"run directory: {target}")
+    try:
+        state = start_run(resolved, target, console=console)
+    except RunDirError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from error
+    _summary(RunDir(target), state)
+
+
+@app.command()
+def resume(run_dir: Path) -> None:
+    """Continue a run from its last checkpoint (after a crash, a kill, or Ctrl-C)."""
+    from gaptune.graph.runner import RunDirError
+    from gaptune.graph.runner import resume as resume_run
+
+    try:
+        state = resume_run(run_dir, console=console)
+    except RunDirError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from error
+    _summary(RunDir(run_dir), state)
+
+
+def _summary(run: RunDir, state: dict[str, Any]) -> None:
+    history = state.get("history", [])
+    if history:
+        console.print(f"[bold]done[/]: test {history[0]['test_acc']:.3f} -> {history[-1]['test_acc']:.3f} "
+                      f"over {len(history) - 1} round(s); stop: {state.get('stop_reason')}")
+    console.print(f"report: {run.report}")
+
+
+@app.command()
+def trace(run_dir: Path,
+          sample: Annotated[Optional[str], typer.Option(help="why was this pool sample trained on?")] = None,
+          case: Annotated[Optional[str], typer.Option(help="what did the teachers say about this probe case?")] = None,
+          round_: Annotated[Optional[int], typer.Option("--round", help="every decision of one round")] = None,
+          as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+    """Answer questions from the decision trace."""
+    from gaptune.graph.explain import explain_case, explain_round, explain_sample
+    from gaptune.graph.trace import read_trace
+
+    events = read_trace(RunDir(run_dir).trace)
+    if not events:
+        console.print(f"[red]{run_dir} has no trace.jsonl (is it a run directory?)[/]")
+        raise typer.Exit(2)
+    if sample is not None:
+        result: Any = explain_sample(events, sample)
+        if not result:
+            console.print(f"[yellow]{sample} was never selected from the pool in this run[/]")
+            raise typer.Exit(1)
+    elif case is not None:
+        result = explain_case(events, case)
+        if not result:
+            console.print(f"[yellow]no critique of case {case} in this run[/]")
+            raise typer.Exit(1)
+    elif round_ is not None:
+        result = explain_round(events, round_)
+    else:
+        result = [{"round": e["round"], "node": e["node"], "agent": e["agent"]} for e in events]
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    if sample is not None:
+        for reason in result:
+            console.print(f"[bold]round {reason['round']}[/] ({reason['strategy']}): selected for gap "
+                          f"[cyan]{reason['gap'] or '-'}[/] ({reason['gap_errors']} errors) by query {reason['query']!r}, "
+                          f"{reason['method']} score {reason['score']:.4f}, rank {reason['rank']}")
+            for c in reason["cases"]:
+                console.print(f"  case {c['case']}: {c['teacher']} says step {c['wrong_step']} lacks "
+                              f"[cyan]{c['missing_skill']}[/]: {c['explanation']}")
+        return
+    console.print_json(json.dumps(result, default=str))
+
+
+@app.command()
+def report(run_dir: Path) -> None:
+    """Rewrite report.md and its plots from metrics.json, and print the round table."""
+    from gaptune.graph.report import write_report
+
+    run = RunDir(run_dir)
+    if not run.metrics.exists():
+        console.print(f"[red]{run.metrics} does not exist: the run has not finished (resume it first)[/]")
+        raise typer.Exit(2)
+    metrics = json.loads(run.metrics.read_text())
+    write_report(run, metrics)
+    table = Table(title=f"{metrics['task']} · {metrics['selection']} · {metrics['stop_reason']}")
+    for column in ("round", "val", "test", "train size", "gaps"):
+        table.add_column(column)
+    for r in metrics["rounds"]:
+        table.add_row(str(r["round"]), f"{r['val_acc']:.3f}", f"{r['test_acc']:.3f}", str(r["train_size"]),
+                      ", ".join(f"{g} {n}" for g, n in r["gaps"].items()))
+    console.print(table)
+    console.print(f"report: {run.report}")
+
+
+@app.command("eval")
+def eval_(config: ConfigArg = None, split: str = "test",
+          student: Annotated[Optional[Path], typer.Option(help="student directory (default: the config's)")] = None,
+          adapter: Annotated[Optional[Path], typer.Option(help="an adapter saved by a run")] = None,
+          set_: SetOpt = []) -> None:  # noqa: B006
+    """Accuracy table (overall, per skill, per family) of a student on a task split."""
+    from gaptune.graph.resources import Resources
+
+    overrides = [*set_, *([f"student.path={student}"] if student else [])]
+    resolved = _config(config, overrides)
+    res = Resources(resolved, RunDir(Path(".")), console=console)
+    evaluation = res.evaluate(str(adapter) if adapter else None, split)
+    table = Table(title=f"{resolved.task.name} · {split} · {len(evaluation.attempts)} samples")
+    table.add_column("group")
+    table.add_column("accuracy", justify="right")
+    table.add_column("n", justify="right")
+    table.add_row("[bold]overall[/]", f"{evaluation.accuracy:.3f}", str(evaluation.overall.total))
+    for name, tally in sorted(evaluation.per_skill.items()):
+        table.add_row(f"skill: {name}", f"{tally.accuracy:.3f}", str(tally.total))
+    for name, tally in sorted(evaluation.per_family.items()):
+        table.add_row(f"family: {name}", f"{tally.accuracy:.3f}", str(tally.total))
+    console.print(table)
+
+
+@world_app.command("student")
+def world_student(force: bool = False, set_: SetOpt = []) -> None:  # noqa: B006
+    """Build (or find in the cache) the pretrained tiny student and print its path."""
+    from gaptune.training.tiny_student import build_tiny_student
+
+    resolved = _config(None, set_)
+    started = time.perf_counter()
+    path = build_tiny_student(Path(resolved.cache_dir), resolved.student.tiny, force=force)
+    console.print(f"tiny student: {path} ({time.perf_counter() - started:.0f} s)")
+
+
+@world_app.command("export")
+def world_export(out_dir: Path, pool_size: int = 50_000, seed: int = 0) -> None:
+    """Write the world's pool and target-task splits as LLaVA JSONL (images as world:// references)."""
+    from gaptune.data.llava_format import write_llava
+    from gaptune.data.world.world import SPLITS, TASKS, pool, task_split
+
+    count = write_llava(pool(seed, pool_size), out_dir / "pool.jsonl")
+    console.print(f"pool: {count} samples -> {out_dir / 'pool.jsonl'}")
+    for task in TASKS:
+        for split in SPLITS:
+            path = out_dir / task / f"{split}.jsonl"
+            console.print(f"{task}/{split}: {write_llava(task_split(task, split, seed), path)} samples -> {path}")
+
+
+@pool_app.command("index")
+def pool_index(config: ConfigArg = None, set_: SetOpt = []) -> None:  # noqa: B006
+    """Index the configured pool into Chroma and BM25 (resumable; a no-op when already complete)."""
+    from gaptune.graph.resources import Resources
+
+    res = Resources(_config(config, set_), RunDir(Path(".")), console=console)
+    index = res.index
+    console.print(f"pool index: {index.manifest.samples} samples, {index.manifest.groups} documents at {index.index_dir}")
+
+
+@pool_app.command("annotate")
+def pool_annotate(config: Path, out: Annotated[Path, typer.Option(help="annotated pool, LLaVA JSONL")],
+                  set_: SetOpt = []) -> None:  # noqa: B006
+    """Have the annotator teacher write the skills each pool sample teaches (cached, resumable)."""
+    from gaptune.agents.annotator import annotate_pool
+    from gaptune.data.llava_format import write_llava
+    from gaptune.graph.resources import Resources
+
+    resolved = _config(config, set_)
+    res = Resources(resolved, RunDir(Path(".")), console=console)
+    report_ = annotate_pool(res.pool.values(), resolved.teacher, cache_dir=res.cache_dir / "teacher")
+    written = write_llava(report_.samples, out)
+    console.print(f"annotated pool: {written} samples -> {out}; {report_.model_dump(exclude={'samples'})}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,166 @@
+"""The run config: one YAML file, validated by pydantic, every field overridable with key=value.
+
+Each component's config class lives next to the component (TrainerConfig in
+training/, TeacherConfig and RetrievalConfig in agents/); `RunConfig` only
+composes them and adds the loop's own settings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gaptune.agents.retriever import RetrievalConfig
+from gaptune.agents.teacher_config import TeacherConfig
+from gaptune.data.world.world import DEFAULT_POOL_SIZE, DEFAULT_SPLIT_SIZES, TASKS
+from gaptune.training.lora_trainer import TrainerConfig
+from gaptune.training.tiny_student import TinyStudentConfig
+
+Selection = Literal["error-driven", "random", "full", "task-skills"]
+
+
+class ConfigError(ValueError):
+    """A config file or override the user must fix; the message names the key."""
+
+
+class TaskConfig(BaseModel):
+    """The target task: a world task by name, or the user's own split files."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    world: str | None = "compare-counts"
+    probe: str | None = None
+    val: str | None = None
+    test: str | None = None
+    image_root: str | None = None
+    probe_size: int = DEFAULT_SPLIT_SIZES["probe"]
+    val_size: int = DEFAULT_SPLIT_SIZES["val"]
+    test_size: int = DEFAULT_SPLIT_SIZES["test"]
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TaskConfig:
+        files = [self.probe, self.val, self.test]
+        if self.world is None and None in files:
+            raise ValueError("task: set task.world to a world task, or all of task.probe, task.val and task.test")
+        if self.world is not None and any(files):
+            raise ValueError("task: task.world and split files are exclusive; set task.world=null to use files")
+        if self.world is not None and self.world not in TASKS:
+            raise ValueError(f"task.world: unknown world task {self.world!r}; the world's tasks are {', '.join(TASKS)}")
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.world or Path(self.probe or "task").stem
+
+
+class PoolConfig(BaseModel):
+    """The task-agnostic instruction pool: the world's, or the user's LLaVA-format file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = None
+    image_root: str | None = None
+    size: int = DEFAULT_POOL_SIZE
+    strict: bool = False
+
+
+class StudentConfig(BaseModel):
+    """The student: a local Hugging Face checkpoint, or (path unset) the built-in tiny student."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = None
+    tiny: TinyStudentConfig = Field(default_factory=TinyStudentConfig)
+    eval_batch_size: int = 64
+    max_new_tokens: int = 48
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("GAPTUNE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gaptune"
+    )
+    return base
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 0
+    world_seed: int = 0
+    selection: Selection = "error-driven"
+    max_rounds: int = Field(default=3, ge=1)
+    patience: int = Field(default=1, ge=1)
+    min_delta: float = Field(default=0.01, ge=0.0)
+    round_budget: int = Field(default=300, ge=1)
+    budget: int = Field(default=900, ge=1)
+    include_probe: bool = True
+    max_concurrency: int = Field(default=4, ge=1)
+    cache_dir: str = Field(default_factory=default_cache_dir)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "<root>"
+        if problem["type"] == "extra_forbidden":
+            lines.append(f"  unknown key {key!r}")
+        else:
+            lines.append(f"  {key}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key.sub=value`; the value is read as YAML, so numbers, booleans and lists work."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r}: expected key=value, e.g. selection=random")
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (or the embedded default when `path` is None) and apply overrides."""
+    data: dict[str, Any] = {}
+    source = "embedded default"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError as error:
+            raise ConfigError(f"config file {source!r} does not exist") from error
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {source!r} is not valid YAML: {error}") from error
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {source!r}: expected a mapping of keys at the top level")
+        data = loaded or {}
+    for override in overrides or []:
+        key, value = parse_override(override)
+        _set_dotted(data, key, value)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source if not overrides else f"{source} + overrides")) from error
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

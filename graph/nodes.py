@@ -1,0 +1,224 @@
+"""The loop's nodes: each reads the state, calls one component, and returns a partial update.
+
+Nodes hold no logic of their own beyond wiring: evaluation lives in
+training/, critique and judging in agents/, gap classification and retrieval
+in tools/ and agents/. Every decision is written to the trace with the ids
+it was based on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+from langgraph.types import Send
+
+from gaptune.agents.baselines import full_selection, random_selection, task_skills_selection
+from gaptune.agents.retriever import Selection, retrieve
+from gaptune.agents.teacher import TeacherError
+from gaptune.graph.plateau import plateau_update, stop_reason
+from gaptune.graph.resources import Resources
+from gaptune.graph.state import LoopState, RoundRecord
+from gaptune.tools.classify_gaps import make_classify_gaps_tool
+from gaptune.tools.critique import Critique
+from gaptune.training.lora_trainer import train_candidate
+
+
+def start(res: Resources, state: LoopState) -> dict[str, Any]:
+    """Round 0: the base student's val and test accuracy."""
+    val = res.evaluate(None, "val")
+    test = res.evaluate(None, "test")
+    res.save_attempts(res.run.attempts(0, "val"), val.attempts)
+    res.save_attempts(res.run.attempts(0, "test"), test.attempts)
+    record = RoundRecord(round=0, val_acc=val.accuracy, test_acc=test.accuracy, train_size=0, gaps={},
+                         chosen=None, why="base student", candidates={}, teacher_usage={})
+    res.trace.record("r0/start", round_=0, node="start", agent="evaluator", inputs={"student": str(res.student_path)},
+                     output={"val_acc": val.accuracy, "test_acc": test.accuracy})
+    return {"round": 0, "history": [record], "best_val": val.accuracy, "stale_rounds": 0, "used": [],
+            "current_adapter": None, "stop_reason": None}
+
+
+def probe(res: Resources, state: LoopState) -> dict[str, Any]:
+    """Mine errors: the current student answers the probe split; wrong answers become cases."""
+    round_ = state["round"] + 1
+    evaluation = res.evaluate(state.get("current_adapter"), "probe")
+    res.save_attempts(res.run.attempts(round_, "probe"), evaluation.attempts)
+    wrong = [a.sample_id for a in evaluation.attempts if not a.correct]
+    res.trace.record(f"r{round_}/probe", round_=round_, node="probe", agent="evaluator",
+                     inputs={"adapter": state.get("current_adapter"), "samples": len(evaluation.attempts)},
+                     output={"accuracy": evaluation.accuracy, "wrong_cases": wrong})
+    update: dict[str, Any] = {"round": round_, "wrong_cases": wrong, "critique_candidates": None, "critiques": None,
+                              "teacher_faults": None, "candidates": None, "gaps": {}, "selected": []}
+    if not wrong:
+        update["stop_reason"] = "no errors left on the probe split"
+    return update
+
+
+def route_cases(res: Resources, state: LoopState) -> list[Send] | str:
+    """One critique branch per (wrong case, critic): the teacher ensemble runs in parallel."""
+    if state.get("stop_reason"):
+        return "finish"
+    return [Send("critique", {"round": state["round"], "case": case, "critic": name})
+            for case in state["wrong_cases"] for name in res.critics]
+
+
+def critique(res: Resources, payload: dict[str, Any]) -> dict[str, Any]:
+    round_, case, name = payload["round"], payload["case"], payload["critic"]
+    sample = res.probe_by_id[case]
+    attempt = res.load_attempts(res.run.attempts(round_, "probe"))[case]
+    started = time.perf_counter()
+    event_id = f"r{round_}/critique/{case}/{name}"
+    try:
+        result = res.critics[name].critique(sample, attempt)
+    except TeacherError as error:
+        res.trace.record(event_id, round_=round_, node="critique", agent=name, inputs={"case": case},
+                         output={"fault": error.kind, "message": str(error)}, latency_s=time.perf_counter() - started)
+        return {"teacher_faults": [{"case": case, "critic": name, "kind": error.kind,
+                                    "usage": error.usage.model_dump()}]}
+    res.trace.record(event_id, round_=round_, node="critique", agent=name,
+                     inputs={"case": case, "student_output": attempt.output}, output=result.model_dump(),
+                     model=result.usage.model, latency_s=time.perf_counter() - started)
+    return {"critique_candidates": [result.model_dump()]}
+
+
+def judge(res: Resources, state: LoopState) -> dict[str, Any]:
+    """Pick one critique per case: the judge (or agreement voting) when several critics answered."""
+    round_ = state["round"]
+    by_case: dict[str, list[Critique]] = defaultdict(list)
+    order = list(res.critics)
+    for raw in sorted(state.get("critique_candidates", []), key=lambda c: order.index(c["teacher"]) if c["teacher"] in order else 0):
+        by_case[raw["sample_id"]].append(Critique.model_validate(raw))
+    attempts = res.load_attempts(res.run.attempts(round_, "probe")) if by_case else {}
+    chosen = []
+    for case in state["wrong_cases"]:
+        candidates = by_case.get(case)
+        if not candidates:
+            continue
+        if len(candidates) == 1:
+            pick, reason, usage = candidates[0], "single critic", {}
+        else:
+            decision = res.judge.pick(res.probe_by_id[case], attempts[case], candidates)
+            pick, reason, usage = candidates[decision.index], decision.reason, decision.usage.model_dump()
+            res.trace.record(f"r{round_}/judge/{case}", round_=round_, node="judge", agent=res.judge.name,
+                             inputs={"case": case, "candidates": [c.model_dump() for c in candidates]},
+                             output={"chosen": decision.index, "teacher": pick.teacher, "reason": reason},
+                             model=decision.usage.model, latency_s=decision.usage.latency_s)
+        chosen.append({**pick.model_dump(), "judge_reason": reason, "judge_usage": usage})
+    return {"critiques": chosen}
+
+
+def classify(res: Resources, state: LoopState) -> dict[str, Any]:
+    """Turn the critiques' free-text missing skills into counted canonical gaps."""
+    round_ = state["round"]
+    skills = [c["missing_skill"] for c in state.get("critiques", [])]
+    tool = make_classify_gaps_tool(res.skill_vocabulary, embedding_model=res.config.retrieval.embedding_model)
+    result = tool.invoke({"missing_skills": skills}) if skills else {"counts": {}, "mapping": []}
+    gap_of_skill = {m["text"]: m["label"] for m in result["mapping"]}
+    res.trace.record(f"r{round_}/classify", round_=round_, node="classify_gaps", agent="teacher",
+                     inputs={"critiques": [c["sample_id"] for c in state.get("critiques", [])]},
+                     output={"gaps": result["counts"], "mapping": result["mapping"]})
+    return {"gaps": result["counts"], "gap_of_skill": gap_of_skill}
+
+
+def select_data(res: Resources, state: LoopState) -> dict[str, Any]:
+    """Choose this round's pool samples: by the gaps (error-driven) or by a baseline, never reusing one."""
+    round_, config = state["round"], res.config
+    used = state.get("used", [])
+    budget = min(config.round_budget, max(0, config.budget - len(used)))
+    seed = config.seed * 1000 + round_
+    selection: Selection
+    if config.selection == "error-driven":
+        selection = retrieve(res.index, state.get("gaps", {}), budget, used, config.retrieval)
+    elif config.selection == "random":
+        selection = random_selection(list(res.pool), budget, used, seed=seed)
+    elif config.selection == "full":
+        selection = full_selection(list(res.pool), used)
+    else:
+        pool_skills = {sample_id: sample.skills for sample_id, sample in res.pool.items()}
+        selection = task_skills_selection(pool_skills, res.splits["probe"], budget, used, seed=seed)
+    cases_by_gap: dict[str, list[str]] = defaultdict(list)
+    for critique_ in state.get("critiques", []):
+        cases_by_gap[state.get("gap_of_skill", {}).get(critique_["missing_skill"], "")].append(critique_["sample_id"])
+    items = [item.model_dump() for item in selection.items]
+    res.trace.record(f"r{round_}/select", round_=round_, node="select_data", agent="retriever",
+                     inputs={"gaps": state.get("gaps", {}), "budget": budget, "excluded": len(used),
+                             "cases_by_gap": dict(cases_by_gap)},
+                     output={"strategy": selection.strategy, "allocation": selection.allocation,
+                             "shortfall": selection.shortfall, "items": items})
+    return {"selected": items, "used": [*used, *selection.sample_ids]}
+
+
+def route_candidates(res: Resources, state: LoopState) -> list[Send]:
+    """One training branch per candidate adapter kind: they compete on validation accuracy."""
+    return [Send("train", {"round": state["round"], "candidate": kind, "used": state["used"],
+                           "previous": state.get("current_adapter")}) for kind in res.config.trainer.candidates]
+
+
+def train(res: Resources, payload: dict[str, Any]) -> dict[str, Any]:
+    round_, kind = payload["round"], payload["candidate"]
+    train_set = [res.pool[sample_id] for sample_id in payload["used"]]
+    if res.config.include_probe:
+        train_set += res.splits["probe"]
+    adapter = res.run.adapter(round_, kind)
+    started = time.perf_counter()
+    info = train_candidate(res.student_path, kind, train_set, adapter, res.config.trainer,
+                           previous=payload["previous"], seed=res.config.seed * 1000 + round_)
+    val = res.evaluate(str(adapter), "val")
+    res.save_attempts(res.run.attempts(round_, "val", kind), val.attempts)
+    result = {"candidate": kind, "adapter": str(adapter), "val_acc": val.accuracy, "train_size": len(train_set),
+              "steps": info.steps, "final_loss": info.final_loss}
+    res.trace.record(f"r{round_}/train/{kind}", round_=round_, node="train", agent="trainer",
+                     inputs={"candidate": kind, "previous": payload["previous"], "train_size": len(train_set),
+                             "pool_samples": len(payload["used"])},
+                     output=result, latency_s=time.perf_counter() - started)
+    return {"candidates": [result]}
+
+
+def _usage_totals(state: LoopState) -> dict[str, float]:
+    totals: dict[str, float] = defaultdict(float)
+    usages = [c.get("usage") or {} for c in state.get("critiques", [])]
+    usages += [c.get("judge_usage") or {} for c in state.get("critiques", [])]
+    usages += [f.get("usage") or {} for f in state.get("teacher_faults", [])]
+    for usage in usages:
+        for key in ("calls", "tokens_in", "tokens_out", "latency_s", "cost_usd"):
+            totals[key] += float(usage.get(key, 0) or 0)
+    totals["faults"] = float(len(state.get("teacher_faults", [])))
+    return dict(totals)
+
+
+def choose(res: Resources, state: LoopState) -> dict[str, Any]:
+    """Keep the candidate with the best val accuracy, measure test, decide whether to go on."""
+    round_, config = state["round"], res.config
+    order = config.trainer.candidates
+    candidates = sorted(state["candidates"], key=lambda c: (-c["val_acc"], order.index(c["candidate"])))
+    best = candidates[0]
+    scores = ", ".join(f"{c['candidate']}={c['val_acc']:.3f}" for c in candidates)
+    why = f"{best['candidate']}: highest val accuracy ({best['val_acc']:.3f})" + (
+        f" among {scores}" if len(candidates) > 1 else "")
+    test = res.evaluate(best["adapter"], "test")
+    res.save_attempts(res.run.attempts(round_, "test"), test.attempts)
+    best_val, stale = plateau_update(state["best_val"], state["stale_rounds"], best["val_acc"], config.min_delta)
+    record = RoundRecord(round=round_, val_acc=best["val_acc"], test_acc=test.accuracy, train_size=best["train_size"],
+                         gaps=state.get("gaps", {}), chosen=best["candidate"], why=why,
+                         candidates={c["candidate"]: c["val_acc"] for c in candidates},
+                         teacher_usage=_usage_totals(state))
+    reason = stop_reason(round_=round_, max_rounds=config.max_rounds, stale_rounds=stale, patience=config.patience,
+                         used=len(state.get("used", [])), budget=config.budget, selection=config.selection)
+    res.trace.record(f"r{round_}/choose", round_=round_, node="choose", agent="selector",
+                     inputs={"candidates": [c["candidate"] for c in candidates]},
+                     output={"chosen": best["candidate"], "why": why, "val_acc": best["val_acc"],
+                             "test_acc": test.accuracy, "stop_reason": reason})
+    return {"history": [*state["history"], record], "current_adapter": best["adapter"], "best_val": best_val,
+            "stale_rounds": stale, "stop_reason": reason}
+
+
+def route_after_choose(state: LoopState) -> str:
+    return "finish" if state.get("stop_reason") else "probe"
+
+
+def finish(res: Resources, state: LoopState) -> dict[str, Any]:
+    from gaptune.graph.report import write_metrics_and_report
+
+    write_metrics_and_report(res, state)
+    return {}

@@ -1,0 +1,25 @@
+"""When to stop: validation plateau, budget, round limit, or nothing left to fix."""
+
+from __future__ import annotations
+
+
+def plateau_update(best_val: float, stale_rounds: int, val_acc: float, min_delta: float) -> tuple[float, int]:
+    """New (best, stale count): a round counts as progress only if it beats the best by min_delta."""
+    if val_acc >= best_val + min_delta:
+        return val_acc, 0
+    return max(best_val, val_acc), stale_rounds + 1
+
+
+def stop_reason(
+    *, round_: int, max_rounds: int, stale_rounds: int, patience: int, used: int, budget: int, selection: str
+) -> str | None:
+    """Why the loop should stop after `round_`, or None to go on."""
+    if stale_rounds >= patience:
+        return f"plateau: no val gain >= min_delta for {stale_rounds} round(s)"
+    if selection == "full":
+        return "full pool trained in one round"
+    if used >= budget:
+        return f"budget spent: {used} of {budget} pool samples used"
+    if round_ >= max_rounds:
+        return f"max_rounds reached ({max_rounds})"
+    return None

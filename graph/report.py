@@ -1,0 +1,99 @@
+"""metrics.json, report.md and its plots: what a run achieved, round by round."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from gaptune.graph.run_dir import RunDir, write_atomic  # noqa: E402
+
+
+def metrics_from_state(config: Any, state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "task": config.task.name,
+        "selection": config.selection,
+        "stop_reason": state.get("stop_reason"),
+        "rounds": [
+            {"round": r["round"], "val_acc": r["val_acc"], "test_acc": r["test_acc"], "train_size": r["train_size"],
+             "gaps": r["gaps"], "chosen": r["chosen"], "why": r["why"], "candidates": r["candidates"],
+             "teacher_usage": r["teacher_usage"]}
+            for r in state.get("history", [])
+        ],
+    }
+
+
+def write_metrics_and_report(res: Any, state: dict[str, Any]) -> None:
+    metrics = metrics_from_state(res.config, state)
+    res.run.write_json(res.run.metrics, metrics)
+    write_report(res.run, metrics)
+
+
+def _plot_accuracy(metrics: dict[str, Any], path: Path) -> None:
+    rounds = [r["round"] for r in metrics["rounds"]]
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    axis.plot(rounds, [r["val_acc"] for r in metrics["rounds"]], marker="o", label="val")
+    axis.plot(rounds, [r["test_acc"] for r in metrics["rounds"]], marker="s", label="test")
+    axis.set_xlabel("round")
+    axis.set_ylabel("accuracy")
+    axis.set_xticks(rounds)
+    axis.set_title(f"{metrics['task']} · {metrics['selection']}")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _plot_gaps(metrics: dict[str, Any], path: Path) -> None:
+    rounds = [r for r in metrics["rounds"] if r["gaps"]]
+    labels = sorted({gap for r in rounds for gap in r["gaps"]})
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    bottom = [0] * len(rounds)
+    for label in labels:
+        values = [r["gaps"].get(label, 0) for r in rounds]
+        axis.bar([str(r["round"]) for r in rounds], values, bottom=bottom, label=label)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    axis.set_xlabel("round")
+    axis.set_ylabel("wrong probe cases")
+    axis.set_title("gap profile per round")
+    if labels:
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_report(run: RunDir, metrics: dict[str, Any]) -> None:
+    _plot_accuracy(metrics, run.root / "accuracy.png")
+    _plot_gaps(metrics, run.root / "gaps.png")
+    rounds = metrics["rounds"]
+    lines = [
+        f"# gaptune run: {metrics['task']} ({metrics['selection']})",
+        "",
+        f"Stop reason: {metrics['stop_reason']}",
+        "",
+        f"Test accuracy: {rounds[0]['test_acc']:.3f} (base) -> {rounds[-1]['test_acc']:.3f} (round {rounds[-1]['round']}). "
+        "Test accuracy is measured every round and never used for a decision.",
+        "",
+        "| round | val | test | train size | chosen | gaps targeted | teacher calls | tokens in/out | cost (USD) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rounds:
+        gaps = ", ".join(f"{g} {n}" for g, n in r["gaps"].items()) or "-"
+        usage = r["teacher_usage"] or {}
+        lines.append(
+            f"| {r['round']} | {r['val_acc']:.3f} | {r['test_acc']:.3f} | {r['train_size']} | {r['chosen'] or '-'} | "
+            f"{gaps} | {int(usage.get('calls', 0))} | {int(usage.get('tokens_in', 0))}/{int(usage.get('tokens_out', 0))} | "
+            f"{usage.get('cost_usd', 0.0):.4f} |"
+        )
+    lines += ["", "![accuracy per round](accuracy.png)", "", "![gap profile per round](gaps.png)", "",
+              "Round r's gaps are the errors of round r-1's model on the probe split: what round r's data targeted.",
+              "Ask `gaptune trace RUN_DIR --sample ID` why any sample was trained on."]
+    for r in rounds[1:]:
+        lines.append(f"\n**Round {r['round']}**: {r['why']}")
+    write_atomic(run.report, "\n".join(lines) + "\n")

@@ -1,0 +1,142 @@
+"""What the nodes work with but the state must not hold: samples, the pool, its index, models, teachers.
+
+Built once per process from the run config, so a resumed run rebuilds exactly
+the same resources from `config.yaml` and the caches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from gaptune.agents.teacher import Critic, Judge
+from gaptune.agents.critics import build_critics
+from gaptune.agents.judge import build_judge
+from gaptune.data.attempt import Attempt
+from gaptune.data.loaders import load_samples
+from gaptune.data.sample import Sample
+from gaptune.data.world.families import SKILL_DESCRIPTIONS
+from gaptune.data.world.world import pool as world_pool
+from gaptune.data.world.world import task_split
+from gaptune.graph.config import RunConfig
+from gaptune.graph.run_dir import RunDir, write_atomic
+from gaptune.graph.trace import Trace
+from gaptune.tools.pool_index import PoolIndex, index_pool
+from gaptune.training.evaluate import Evaluation, evaluate
+from gaptune.training.in_context import pick_demonstrations
+from gaptune.training.lora_trainer import load_adapted, read_adapter_info, resolve_device
+from gaptune.training.tiny_student import build_tiny_student
+
+
+def _load_split(config: RunConfig, split: str) -> list[Sample]:
+    task = config.task
+    if task.world is not None:
+        return task_split(task.world, split, config.world_seed, getattr(task, f"{split}_size"))
+    return load_samples(getattr(task, split), image_root=task.image_root, strict=True).samples
+
+
+@dataclass
+class Resources:
+    config: RunConfig
+    run: RunDir
+    console: Console = field(default_factory=Console)
+    _model_lock: threading.Lock = field(default_factory=threading.Lock)
+    _loaded: tuple[str | None, Any, Any] | None = None
+
+    @cached_property
+    def trace(self) -> Trace:
+        return Trace(self.run.trace)
+
+    @cached_property
+    def cache_dir(self) -> Path:
+        return Path(self.config.cache_dir)
+
+    @cached_property
+    def student_path(self) -> Path:
+        if self.config.student.path is not None:
+            return Path(self.config.student.path)
+        return build_tiny_student(self.cache_dir, self.config.student.tiny)
+
+    @cached_property
+    def splits(self) -> dict[str, list[Sample]]:
+        splits = {split: _load_split(self.config, split) for split in ("probe", "val", "test")}
+        for split, samples in splits.items():
+            if not samples:
+                raise ValueError(f"task split {split!r} is empty; every split needs labelled samples")
+        return splits
+
+    @cached_property
+    def probe_by_id(self) -> dict[str, Sample]:
+        return {s.id: s for s in self.splits["probe"]}
+
+    @cached_property
+    def pool(self) -> dict[str, Sample]:
+        if self.config.pool.path is None:
+            return {s.id: s for s in world_pool(self.config.world_seed, self.config.pool.size)}
+        result = load_samples(self.config.pool.path, image_root=self.config.pool.image_root, strict=self.config.pool.strict)
+        if result.skipped:
+            self.console.print(f"[yellow]pool: skipped {result.skipped} bad rows of {self.config.pool.path}[/]")
+            self.trace.record("pool/load", round_=0, node="load_pool", agent="loader",
+                              inputs={"path": self.config.pool.path}, output={
+                                  "skipped": result.skipped,
+                                  "problems": [p.describe() for p in result.problems[:50]]})
+        return {s.id: s for s in result.samples}
+
+    @cached_property
+    def skill_vocabulary(self) -> dict[str, str]:
+        """Every skill the pool teaches, with a description where one is known."""
+        skills = sorted({skill for sample in self.pool.values() for skill in sample.skills})
+        return {skill: SKILL_DESCRIPTIONS.get(skill, "") for skill in skills}
+
+    @cached_property
+    def index(self) -> PoolIndex:
+        fingerprint = hashlib.sha256(
+            json.dumps([self.config.pool.model_dump(), self.config.world_seed, self.config.retrieval.embedding_model]).encode()
+        ).hexdigest()[:12]
+        index_dir = self.cache_dir / "pool-index" / fingerprint
+        chroma = self.config.retrieval.chroma
+        try:
+            return PoolIndex.open(index_dir, chroma=chroma)
+        except FileNotFoundError:
+            self.console.print(f"indexing the pool ({len(self.pool)} samples) into {index_dir}")
+            index_pool(self.pool.values(), index_dir, chroma=chroma, embedding_model=self.config.retrieval.embedding_model,
+                       skill_descriptions=self.skill_vocabulary)
+            return PoolIndex.open(index_dir, chroma=chroma)
+
+    @cached_property
+    def critics(self) -> dict[str, Critic]:
+        critics = build_critics(self.config.teacher, cache_dir=self.cache_dir / "teacher")
+        return {critic.name: critic for critic in critics}
+
+    @cached_property
+    def judge(self) -> Judge:
+        return build_judge(self.config.teacher, cache_dir=self.cache_dir / "teacher")
+
+    def evaluate(self, adapter: str | None, split: str, samples: Sequence[Sample] | None = None) -> Evaluation:
+        """Evaluate the student with `adapter` (None: the base) on a split; in-context adapters get demonstrations."""
+        samples = list(samples if samples is not None else self.splits[split])
+        demonstrations = {}
+        if adapter is not None and (k := read_adapter_info(adapter).in_context_k):
+            demonstrations = pick_demonstrations(samples, self.splits["probe"], k=k, seed=self.config.seed)
+        with self._model_lock:
+            if self._loaded is None or self._loaded[0] != adapter:
+                model, processor = load_adapted(self.student_path, adapter, device=resolve_device(self.config.trainer.device))
+                self._loaded = (adapter, model, processor)
+            _, model, processor = self._loaded
+            return evaluate(model, processor, samples, demonstrations=demonstrations,
+                            batch_size=self.config.student.eval_batch_size,
+                            max_new_tokens=self.config.student.max_new_tokens)
+
+    def save_attempts(self, path: Path, attempts: Sequence[Attempt]) -> None:
+        write_atomic(path, "".join(a.model_dump_json() + "\n" for a in attempts))
+
+    def load_attempts(self, path: Path) -> dict[str, Attempt]:
+        return {a.sample_id: a for a in (Attempt.model_validate_json(line) for line in path.read_text().splitlines() if line)}

@@ -1,0 +1,86 @@
+"""Starting and resuming runs: the graph over a SQLite checkpointer in the run directory."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+from rich.console import Console
+
+from gaptune.graph.build import build_graph
+from gaptune.graph.config import RunConfig, dump_config, load_config
+from gaptune.graph.resources import Resources
+from gaptune.graph.run_dir import RunDir, write_atomic
+
+THREAD = {"configurable": {"thread_id": "gaptune"}}
+
+
+class RunDirError(RuntimeError):
+    """A run directory that cannot be started or resumed as asked."""
+
+
+def _describe(node: str, update: dict[str, Any] | None) -> str:
+    update = update or {}
+    if node == "start":
+        record = update["history"][0]
+        return f"base student: val {record['val_acc']:.3f} · test {record['test_acc']:.3f}"
+    if node == "probe":
+        return f"round {update['round']}: {len(update['wrong_cases'])} wrong probe cases"
+    if node == "classify":
+        return "gaps " + (", ".join(f"{g}={n}" for g, n in update.get("gaps", {}).items()) or "none")
+    if node == "select_data":
+        return f"selected {len(update['selected'])} pool samples ({len(update['used'])} used in all)"
+    if node == "train":
+        c = update["candidates"][0]
+        return f"trained {c['candidate']} on {c['train_size']} samples: val {c['val_acc']:.3f}"
+    if node == "choose":
+        record = update["history"][-1]
+        stop = f" · stop: {update['stop_reason']}" if update.get("stop_reason") else ""
+        return f"round {record['round']}: chose {record['chosen']} · val {record['val_acc']:.3f} · test {record['test_acc']:.3f}{stop}"
+    if node == "critique":
+        return ""
+    if node == "judge":
+        return f"{len(update.get('critiques', []))} critiques kept"
+    return ""
+
+
+def _execute(res: Resources, graph_input: dict[str, Any] | None) -> dict[str, Any]:
+    with closing(sqlite3.connect(res.run.checkpoints, check_same_thread=False)) as connection:
+        graph = build_graph(res, SqliteSaver(connection))
+        stream_config = {**THREAD, "max_concurrency": res.config.max_concurrency, "recursion_limit": 10_000}
+        for chunk in graph.stream(graph_input, stream_config, stream_mode="updates"):
+            for node, update in chunk.items():
+                text = _describe(node, update if isinstance(update, dict) else None)
+                if text:
+                    res.console.print(f"[bold cyan]{node:>11}[/] {text}")
+        return dict(graph.get_state(THREAD).values)
+
+
+def run(config: RunConfig, run_dir: str | Path, *, console: Console | None = None) -> dict[str, Any]:
+    """Start a new run in `run_dir` (which must not hold one yet) and run it to the end."""
+    run = RunDir(Path(run_dir))
+    if run.checkpoints.exists():
+        raise RunDirError(f"{run.root} already holds a run; continue it with `gaptune resume {run.root}` "
+                          "or choose another --run-dir")
+    run.root.mkdir(parents=True, exist_ok=True)
+    write_atomic(run.config, dump_config(config))
+    res = Resources(config, run, **({"console": console} if console else {}))
+    return _execute(res, {})
+
+
+def resume(run_dir: str | Path, *, console: Console | None = None) -> dict[str, Any]:
+    """Continue a run from its last checkpoint, with the config it was started with."""
+    run = RunDir(Path(run_dir))
+    if not run.config.exists() or not run.checkpoints.exists():
+        raise RunDirError(f"{run.root} holds no run to resume (expected config.yaml and checkpoints.sqlite)")
+    config = load_config(run.config)
+    res = Resources(config, run, **({"console": console} if console else {}))
+    with closing(sqlite3.connect(run.checkpoints, check_same_thread=False)) as connection:
+        snapshot = build_graph(res, SqliteSaver(connection)).get_state(THREAD)
+    if not snapshot.next and snapshot.values.get("stop_reason"):
+        res.console.print(f"run already finished: {snapshot.values['stop_reason']}")
+        return dict(snapshot.values)
+    return _execute(res, None if snapshot.values else {})

@@ -1,0 +1,125 @@
+"""The adaptation loop end to end on the real world, real Chroma, real SQLite checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from gaptune.graph.cli import app
+from gaptune.graph.config import load_config
+from gaptune.graph.runner import RunDirError, resume, run
+from gaptune.graph.trace import read_trace
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def overrides(cache_dir: Path, tiny_student: Path) -> list[str]:
+    return [
+        f"cache_dir={cache_dir}", f"student.path={tiny_student}",
+        "task.probe_size=40", "task.val_size=40", "task.test_size=40", "pool.size=3000",
+        "round_budget=60", "budget=120", "max_rounds=2", "patience=2", "min_delta=0.0",
+        "trainer.epochs=1", "trainer.batch_size=16",
+    ]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, overrides: list[str]) -> Path:
+    run_dir = tmp_path_factory.mktemp("run") / "uninterrupted"
+    run(load_config(None, overrides), run_dir)
+    return run_dir
+
+
+def _metrics(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_metrics_follow_the_schema(finished_run: Path) -> None:
+    metrics = _metrics(finished_run)
+    assert metrics["task"] == "compare-counts"
+    assert metrics["selection"] == "error-driven"
+    assert metrics["stop_reason"]
+    rounds = metrics["rounds"]
+    assert [r["round"] for r in rounds] == list(range(len(rounds)))
+    assert rounds[0]["train_size"] == 0 and rounds[0]["gaps"] == {}
+    for r in rounds[1:]:
+        assert 0.0 <= r["val_acc"] <= 1.0 and 0.0 <= r["test_acc"] <= 1.0
+        assert r["gaps"], "every trained round targeted some gap"
+        assert r["train_size"] == 40 + 60 * r["round"]  # probe + cumulative pool selection
+    assert (finished_run / "report.md").read_text().count("| ") > 5
+    assert (finished_run / "accuracy.png").stat().st_size > 0
+    assert (finished_run / "rounds" / "01" / "adapters" / "lora" / "adapter_config.json").exists()
+
+
+def test_every_trained_pool_sample_has_a_reason(finished_run: Path) -> None:
+    events = read_trace(finished_run / "trace.jsonl")
+    selections = [e for e in events if e["node"] == "select_data"]
+    chosen = [item for e in selections for item in e["output"]["items"]]
+    assert len(chosen) == 120
+    assert len({item["sample_id"] for item in chosen}) == 120, "no pool sample is trained in two rounds"
+    for item in chosen:
+        assert item["gap"] and item["query"] and item["rank"] >= 1
+    gaps_with_cases = {gap for e in selections for gap, cases in e["inputs"]["cases_by_gap"].items() if cases}
+    assert {item["gap"] for item in chosen} <= gaps_with_cases
+    for event in events:
+        assert {"event_id", "round", "node", "agent", "inputs", "output", "model", "latency_s"} <= set(event)
+
+
+def test_trace_cli_explains_a_sample_and_a_case(finished_run: Path) -> None:
+    events = read_trace(finished_run / "trace.jsonl")
+    item = next(e for e in events if e["node"] == "select_data")["output"]["items"][0]
+    result = CliRunner().invoke(app, ["trace", str(finished_run), "--sample", item["sample_id"], "--json"])
+    assert result.exit_code == 0, result.output
+    reasons = json.loads(result.output)
+    assert reasons[0]["gap"] == item["gap"] and reasons[0]["query"] == item["query"]
+    assert reasons[0]["cases"] and all(c["missing_skill"] and c["explanation"] for c in reasons[0]["cases"])
+    case = reasons[0]["cases"][0]["case"]
+    result = CliRunner().invoke(app, ["trace", str(finished_run), "--case", case, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)[0]["critiques"][0]["teacher"] == "reference"
+    result = CliRunner().invoke(app, ["trace", str(finished_run), "--sample", "pool-999999"])
+    assert result.exit_code == 1 and "never selected" in result.output
+
+
+def test_a_second_run_in_the_same_directory_is_refused(finished_run: Path, overrides: list[str]) -> None:
+    with pytest.raises(RunDirError, match="resume"):
+        run(load_config(None, overrides), finished_run)
+
+
+def test_resume_after_kill_mid_round_reaches_the_same_result(
+    finished_run: Path, overrides: list[str], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "killed"
+    command = [sys.executable, "-m", "gaptune.graph.cli", "run", "--run-dir", str(run_dir)]
+    for override in overrides:
+        command += ["--set", override]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+    trace = run_dir / "trace.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if trace.exists() and '"r1/select"' in trace.read_text():
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, process.stderr.read().decode() if process.stderr else "run ended early"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "metrics.json").exists()
+
+    resume(run_dir)
+    resumed, reference = _metrics(run_dir), _metrics(finished_run)
+    assert resumed["stop_reason"] == reference["stop_reason"]
+    for got, want in zip(resumed["rounds"], reference["rounds"], strict=True):
+        assert got["val_acc"] == pytest.approx(want["val_acc"]) and got["test_acc"] == pytest.approx(want["test_acc"])
+        assert got["gaps"] == want["gaps"] and got["train_size"] == want["train_size"]
+    picked = lambda d: [i["sample_id"] for e in read_trace(d / "trace.jsonl") if e["node"] == "select_data"  # noqa: E731
+                        for i in e["output"]["items"]]
+    assert picked(run_dir) == picked(finished_run)

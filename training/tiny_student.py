@@ -1,0 +1,209 @@
+"""The built-in tiny student: a real LLaVA (CLIP vision tower + Llama) small enough for 2 CPU cores.
+
+It gets its own byte-level BPE tokenizer (every world word is one token, yet
+any text still encodes), its own processor and chat template, and is
+pretrained on the world's skewed mix so its skills are uneven: strong where
+the mix is rich, weak where it is rare (counting, spatial relations). The
+result is written with `save_pretrained` and read back through the Auto
+classes like any user checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from tokenizers import ByteLevelBPETokenizer
+from transformers import (
+    CLIPImageProcessorPil,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedTokenizerFast,
+)
+
+from gaptune.data.world.families import FAMILIES, generate
+from gaptune.data.world.scene import CELL, IMAGE_SIZE
+from gaptune.data.world.world import pretraining_mix
+from gaptune.training.batching import training_batch
+from gaptune.training.prompting import INSTRUCTION, question_text
+
+IMAGE_TOKEN = "<image>"
+SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", IMAGE_TOKEN]
+
+# User turns render as "<image> question =>", the answer follows after a space.
+# System messages (the instruction) are dropped: the tiny student learns the
+# format from its pretraining data, not from instructions.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'user' -%}"
+    "{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'image' -%}<image>{%- elif part['type'] == 'text' -%}{{ ' ' + part['text'] }}{%- endif -%}"
+    "{%- endfor -%}{{ ' =>' }}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{{ ' ' + message['content'][0]['text'] + '</s>' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+)
+
+
+class TinyStudentConfig(BaseModel):
+    """Architecture and pretraining recipe; its hash names the cache entry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    world_seed: int = 0
+    seed: int = 0
+    vocab_size: int = 640
+    vision_hidden: int = 64
+    vision_layers: int = 1
+    text_hidden: int = 128
+    text_layers: int = 4
+    text_heads: int = 4
+    pretrain_samples: int = 60_000
+    steps: int = 1_500
+    batch_size: int = 48
+    learning_rate: float = 2e-3
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+
+def _world_text(seed: int) -> list[str]:
+    """Questions and rationales of every family: what the tokenizer learns its merges from."""
+    rng = random.Random(f"tokenizer/{seed}")
+    texts = [INSTRUCTION]
+    for family in FAMILIES:
+        for _ in range(300):
+            item = generate(family, rng)
+            steps = "; ".join(text for text, _ in item.steps)
+            options = f" Options: {', '.join(item.choices)}." if item.choices else ""
+            texts.append(f" {item.question}{options} => {steps}; answer: {item.answer}")
+    return texts
+
+
+def build_tokenizer(config: TinyStudentConfig) -> PreTrainedTokenizerFast:
+    bpe = ByteLevelBPETokenizer(add_prefix_space=False)
+    bpe.train_from_iterator(_world_text(config.world_seed), vocab_size=config.vocab_size,
+                            min_frequency=2, special_tokens=SPECIAL_TOKENS, show_progress=False)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+        extra_special_tokens={"image_token": IMAGE_TOKEN}, padding_side="left",
+    )
+    return tokenizer
+
+
+def build_processor(tokenizer: PreTrainedTokenizerFast) -> LlavaProcessor:
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        do_center_crop=True, do_resize=True,
+    )
+    return LlavaProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, patch_size=CELL,
+        vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
+        image_token=IMAGE_TOKEN, num_additional_image_tokens=1,
+    )
+
+
+def build_model(config: TinyStudentConfig, tokenizer: PreTrainedTokenizerFast) -> LlavaForConditionalGeneration:
+    """A randomly initialised LLaVA of the tiny size (also what tests build from a config)."""
+    torch.manual_seed(config.seed)
+    vision = CLIPVisionConfig(
+        hidden_size=config.vision_hidden, intermediate_size=config.vision_hidden * 2,
+        num_hidden_layers=config.vision_layers, num_attention_heads=4, image_size=IMAGE_SIZE, patch_size=CELL,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=config.text_hidden, intermediate_size=config.text_hidden * 4,
+        num_hidden_layers=config.text_layers, num_attention_heads=config.text_heads,
+        num_key_value_heads=config.text_heads, max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    llava = LlavaConfig(
+        vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        image_seq_length=(IMAGE_SIZE // CELL) ** 2, vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
+    model = LlavaForConditionalGeneration(llava)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def pretrain(model: LlavaForConditionalGeneration, processor: LlavaProcessor, config: TinyStudentConfig) -> list[float]:
+    """Train every weight on the skewed pretraining mix; returns the loss curve (one value per 50 steps)."""
+    samples = pretraining_mix(config.world_seed, config.pretrain_samples)
+    rng = random.Random(config.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
+    warmup = max(1, config.steps // 20)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, config.steps - warmup))) * 0.95 + 0.05
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    model.train()
+    curve: list[float] = []
+    running = 0.0
+    columns = (TextColumn("pretraining tiny student"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.3f}"), TimeElapsedColumn())
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task("pretrain", total=config.steps, loss=float("nan"))
+        for step in range(config.steps):
+            batch = training_batch(processor, rng.sample(samples, config.batch_size))
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            running += loss.item()
+            if (step + 1) % 50 == 0:
+                curve.append(running / 50)
+                running = 0.0
+                progress.update(task, loss=curve[-1])
+            progress.advance(task)
+    model.eval()
+    return curve
+
+
+def tiny_student_path(cache_dir: Path, config: TinyStudentConfig) -> Path:
+    return cache_dir / "students" / f"tiny-llava-{config.fingerprint()}"
+
+
+def build_tiny_student(cache_dir: Path, config: TinyStudentConfig | None = None, *, force: bool = False) -> Path:
+    """Build (or find in the cache) the pretrained tiny student; returns its directory.
+
+    Written to a temporary directory and renamed into place, so a killed
+    build never leaves a half-written student behind.
+    """
+    config = config or TinyStudentConfig()
+    target = tiny_student_path(cache_dir, config)
+    if (target / "config.json").is_file() and not force:
+        return target
+    torch.manual_seed(config.seed)
+    tokenizer = build_tokenizer(config)
+    processor = build_processor(tokenizer)
+    model = build_model(config, tokenizer)
+    curve = pretrain(model, processor, config)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    model.save_pretrained(staging)
+    processor.save_pretrained(staging)
+    (staging / "gaptune_student.json").write_text(json.dumps({"config": config.model_dump(), "loss_curve": curve}, indent=2))
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return target
+
+
+__all__ = ["TinyStudentConfig", "build_model", "build_processor", "build_tiny_student", "build_tokenizer", "question_text"]
