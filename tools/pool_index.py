@@ -24,8 +24,8 @@ import hashlib
 import json
 import os
 import sqlite3
-from contextlib import closing
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import closing
 from itertools import islice
 from pathlib import Path
 from typing import Literal
