@@ -37,20 +37,21 @@ class LLMCritic:
         self.lam = lam
 
     def critique(self, sample: Sample, attempt: Attempt) -> Critique:
-        usage = Usage(model=self.backend.model)
+        spent = [Usage(model=self.backend.model)]  # what earlier stages cost, kept when a later one fails
         try:
-            return self._critique(sample, attempt, usage)
+            return self._critique(sample, attempt, spent)
         except TeacherError as error:
-            error.usage = usage.plus(error.usage)
+            error.usage = spent[0].plus(error.usage)
             raise
         except Exception as error:  # noqa: BLE001 - a misbehaving model must not end the run
-            raise TeacherError("server_error", f"{self.name}: {type(error).__name__}: {error}", usage=usage) from error
+            raise TeacherError("server_error", f"{self.name}: {type(error).__name__}: {error}",
+                               usage=spent[0]) from error
 
-    def _critique(self, sample: Sample, attempt: Attempt, usage: Usage) -> Critique:
+    def _critique(self, sample: Sample, attempt: Attempt, spent: list[Usage]) -> Critique:
         method = self.method
         if method == "answer-switch" and attempt.answer is not None:
             trace, call_usage = answer_switch(self.backend, sample, attempt, delta=self.delta, lam=self.lam)
-            usage = usage.plus(call_usage)
+            spent[0] = spent[0].plus(call_usage)
             wrong_step = trace.wrong_step
             lead = ", ".join(f"{s - g:+.2f}" for g, s in zip(trace.gold, trace.student, strict=True))
             explanation = f"student-answer lead per prefix: {lead}"
@@ -59,16 +60,16 @@ class LLMCritic:
             # Without a student answer there is nothing to switch to: locate by prompt instead.
             method = "prompt"
             verdict, call_usage = locate_by_prompt(self.backend, sample, attempt)
-            usage = usage.plus(call_usage)
+            spent[0] = spent[0].plus(call_usage)
             wrong_step, skill, explanation = verdict.wrong_step - 1, verdict.missing_skill, verdict.explanation
         if skill is None or self.analyst is not None:
             analyst = self.analyst or SkillAnalyst(self.backend)
             analysis, call_usage = analyst.analyse(sample, attempt, wrong_step)
-            usage = usage.plus(call_usage)
+            spent[0] = spent[0].plus(call_usage)
             skill = analysis.missing_skill
             explanation = f"{explanation}; {analysis.explanation}".strip("; ")
         return Critique(sample_id=sample.id, teacher=self.name, method=method, wrong_step=wrong_step,
-                        missing_skill=skill, explanation=explanation, usage=usage)
+                        missing_skill=skill, explanation=explanation, usage=spent[0])
 
 
 class FallbackCritic:

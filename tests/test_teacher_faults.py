@@ -213,3 +213,15 @@ def test_vision_teachers_get_the_images_and_text_teachers_do_not(vision: bool, c
         assert "Correct answer: no" in content[1]["text"]
     else:
         assert isinstance(content, str) and "Student's reasoning steps:\n1. count yellow = 2" in content
+
+
+def test_a_failing_later_stage_keeps_the_cost_of_earlier_ones(case, tmp_path: Path) -> None:
+    sample, attempt = case
+    with FaultServer(scripted_reply) as critic_server, FaultServer(scripted_reply, script=["bad-content"] * 3) as bad:
+        analyst = {"backend": "openai", "model": "analyst", "base_url": bad.base_url, "retry_backoff_s": 0.01}
+        critic = build_critics(teacher(critic_server, skill_analyst=analyst), cache_dir=tmp_path)[0]
+        with pytest.raises(TeacherError) as raised:
+            critic.critique(sample, attempt)
+    assert raised.value.kind == "malformed" and "raw replies: Sure! I think it is fine." in str(raised.value)
+    assert raised.value.usage.calls == 4  # the critic's call and the analyst's three
+    assert raised.value.usage.faults == {"malformed": 3}
