@@ -75,6 +75,9 @@ def score_prefixes(backend: ChatBackend, sample: Sample, attempt: Attempt) -> tu
     return gold, student, usage
 
 
-def answer_switch(backend: ChatBackend, sample: Sample, attempt: Attempt, *, delta: float, lam: int) -> tuple[SwitchTrace, Usage]:
+def answer_switch(
+    backend: ChatBackend, sample: Sample, attempt: Attempt, *, delta: float, lam: int,
+) -> tuple[SwitchTrace, Usage]:
+    """Score every prefix and apply the switch rule."""
     gold, student, usage = score_prefixes(backend, sample, attempt)
     return SwitchTrace(gold, student, locate_switch(gold, student, delta=delta, lam=lam)), usage

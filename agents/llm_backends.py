@@ -84,8 +84,8 @@ class OpenAIChat:
             model=config.model, base_url=config.base_url, api_key=api_key, temperature=config.temperature,
             timeout=config.timeout_s, max_retries=0,
         )
-        self._chat = ChatOpenAI(**common, max_tokens=config.max_tokens)
-        self._scorer = ChatOpenAI(**common, max_tokens=1, logprobs=True, top_logprobs=self.TOP_LOGPROBS)
+        self._chat = ChatOpenAI(**common, max_completion_tokens=config.max_tokens)
+        self._scorer = ChatOpenAI(**common, max_completion_tokens=1, logprobs=True, top_logprobs=self.TOP_LOGPROBS)
 
     def _invoke(self, client: Any, messages: list[Message], usage: Usage, **kwargs: Any) -> Any:
         sendable = messages if self.vision else _text_only(messages)

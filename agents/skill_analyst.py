@@ -17,7 +17,8 @@ from gaptune.tools.critique import Usage
 
 SKILL_EXAMPLES = """Examples of missing skills:
 - Question "How many red objects are there?", student step "count red = 2", correct count 3 -> "counting"
-- Question "Is the circle left of the square?", student step "circle at right, square at left, so left of = yes" -> "spatial relation"
+- Question "Is the circle left of the square?", student step "circle at right, square at left,
+  so left of = yes" -> "spatial relation"
 - Question "What does the sign say?", student step "the sign says STOP" but it says SHOP -> "text reading"
 - Question "Which bar is tallest?", student step "bar B is 40, bar C is 35" but C is 45 -> "chart reading"
 """

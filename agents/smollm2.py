@@ -81,7 +81,7 @@ def _convert(gguf: Path, out_dir: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # The GGUF loader dequantises to float weights but leaves a "gguf" quantizer
     # attached, which refuses to serialise; the weights themselves are plain.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         delattr(model.config, "quantization_config")
     model.save_pretrained(out_dir)

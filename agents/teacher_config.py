@@ -79,6 +79,10 @@ BackendConfig = Annotated[ReferenceBackend | OpenAIBackend | HFBackend, Field(di
 LLMBackendConfig = Annotated[OpenAIBackend | HFBackend, Field(discriminator="backend")]
 
 
+def _default_critic() -> ReferenceBackend | OpenAIBackend | HFBackend:
+    return ReferenceBackend()
+
+
 class TeacherConfig(BaseModel):
     """Every teacher role of a run.
 
@@ -90,7 +94,7 @@ class TeacherConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    critics: list[BackendConfig] = Field(default_factory=lambda: [ReferenceBackend()], min_length=1)
+    critics: list[BackendConfig] = Field(default_factory=lambda: [_default_critic()], min_length=1)
     method: Literal["reference", "prompt", "answer-switch"] = "prompt"
     answer_switch_delta: float = Field(default=0.0, ge=0.0)
     answer_switch_lambda: int = Field(default=1, ge=1)

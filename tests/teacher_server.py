@@ -145,9 +145,11 @@ def transformers_serve(model_dir: Path, *, startup_timeout_s: float = 240.0) -> 
             try:
                 with urllib.request.urlopen(f"{base}/health", timeout=2):
                     break
-            except OSError:
+            except OSError as error:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"transformers serve did not start within {startup_timeout_s}s; see {log.name}")
+                    raise RuntimeError(
+                        f"transformers serve did not start within {startup_timeout_s}s; see {log.name}"
+                    ) from error
                 time.sleep(0.5)
         yield f"{base}/v1"
     finally:

@@ -113,7 +113,8 @@ def test_skill_analyst_names_the_skill_and_answers_repair(case, tmp_path: Path) 
     sample, attempt = case
     with FaultServer(scripted_reply) as server:
         analyst = {"backend": "openai", "model": "analyst", "base_url": server.base_url, "retry_backoff_s": 0.01}
-        critique = build_critics(teacher(server, skill_analyst=analyst), cache_dir=tmp_path)[0].critique(sample, attempt)
+        critic = build_critics(teacher(server, skill_analyst=analyst), cache_dir=tmp_path)[0]
+        critique = critic.critique(sample, attempt)
     assert critique.wrong_step == 0 and critique.missing_skill == "spatial relation"
     assert critique.usage.calls == 2
 

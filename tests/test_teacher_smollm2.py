@@ -65,7 +65,7 @@ def _outcome(critic, sample: Sample, attempt: Attempt) -> Critique | TeacherErro
 
 @pytest.mark.slow
 def test_swapping_the_teacher_is_one_config_block(smollm2: Path, tmp_path: Path) -> None:
-    """The same case through `reference`, `openai` (a real local server) and `hf`: each gives a verdict or a counted skip."""
+    """One case through `reference`, `openai` (a real local server) and `hf`: a verdict or a counted skip each."""
     sample = task_split("compare-counts", "probe", size=1)[0]
     attempt = _attempt(sample, ["count yellow = 2", "count blue = 1", "2 more than 1 = yes"], "yes")
     with transformers_serve(smollm2) as base_url:
