@@ -21,6 +21,18 @@ app.add_typer(world_app, name="world")
 app.add_typer(pool_app, name="pool")
 console = Console()
 
+
+@app.callback()
+def _quiet_libraries() -> None:
+    """gaptune prints its own progress; the libraries' per-load bars and deprecation chatter would bury it."""
+    import warnings
+
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
 ConfigArg = Annotated[Optional[Path], typer.Argument(help="YAML run config; omit for the embedded default")]
 SetOpt = Annotated[list[str], typer.Option("--set", help="override a config key: key.sub=value (repeatable)")]
 

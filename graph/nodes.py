@@ -146,7 +146,7 @@ def select_data(res: Resources, state: LoopState) -> dict[str, Any]:
                              "cases_by_gap": dict(cases_by_gap)},
                      output={"strategy": selection.strategy, "allocation": selection.allocation,
                              "shortfall": selection.shortfall, "items": items})
-    return {"selected": items, "used": [*used, *selection.sample_ids]}
+    return {"selected": selection.sample_ids, "used": [*used, *selection.sample_ids]}
 
 
 def route_candidates(res: Resources, state: LoopState) -> list[Send]:

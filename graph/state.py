@@ -38,7 +38,7 @@ class LoopState(TypedDict, total=False):
     gaps: dict[str, int]
     gap_of_skill: dict[str, str]
     gap_hits: Annotated[list[dict[str, Any]], extend_or_reset]
-    selected: list[dict[str, Any]]
+    selected: list[str]
     used: list[str]
     candidates: Annotated[list[dict[str, Any]], extend_or_reset]
     history: list[RoundRecord]

@@ -134,6 +134,12 @@ def build_model(config: TinyStudentConfig, tokenizer: PreTrainedTokenizerFast) -
         vision_feature_select_strategy="default",
     )
     model = LlavaForConditionalGeneration(llava)
+    # CLIP initialises position embeddings at std 0.02, far below the patch
+    # content; the language model (RoPE, relative positions) then cannot tell
+    # which patch is "top left". Unit-scale position embeddings make each
+    # cell's token say where it is, so locating objects is learned early.
+    with torch.no_grad():
+        model.model.vision_tower.embeddings.position_embedding.weight.normal_(0.0, 1.0)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model
