@@ -1,6 +1,8 @@
 """The whole machine on one screen.
 
-    start -> probe -> critique (x cases x critics) -> judge -> classify -> select_data
+    start -> probe -> critique (x cases x critics) -> judge -> classify
+          -> retrieve_gap (x gaps) -> merge_selection      (error-driven)
+          -> select_data                                   (random / full / task-skills baselines)
           -> train (x candidates) -> choose -> probe ... -> finish
 """
 
@@ -24,6 +26,8 @@ def build_graph(res: Resources, checkpointer: BaseCheckpointSaver | None = None)
     graph.add_node("critique", partial(nodes.critique, res))
     graph.add_node("judge", partial(nodes.judge, res))
     graph.add_node("classify", partial(nodes.classify, res))
+    graph.add_node("retrieve_gap", partial(nodes.retrieve_gap, res))
+    graph.add_node("merge_selection", partial(nodes.merge_selection, res))
     graph.add_node("select_data", partial(nodes.select_data, res))
     graph.add_node("train", partial(nodes.train, res))
     graph.add_node("choose", partial(nodes.choose, res))
@@ -34,7 +38,9 @@ def build_graph(res: Resources, checkpointer: BaseCheckpointSaver | None = None)
     graph.add_conditional_edges("probe", partial(nodes.route_cases, res), ["critique", "finish"])
     graph.add_edge("critique", "judge")
     graph.add_edge("judge", "classify")
-    graph.add_edge("classify", "select_data")
+    graph.add_conditional_edges("classify", partial(nodes.route_selection, res), ["retrieve_gap", "select_data"])
+    graph.add_edge("retrieve_gap", "merge_selection")
+    graph.add_conditional_edges("merge_selection", partial(nodes.route_candidates, res), ["train"])
     graph.add_conditional_edges("select_data", partial(nodes.route_candidates, res), ["train"])
     graph.add_edge("train", "choose")
     graph.add_conditional_edges("choose", nodes.route_after_choose, ["probe", "finish"])

@@ -15,7 +15,7 @@ from typing import Any
 from langgraph.types import Send
 
 from gaptune.agents.baselines import full_selection, random_selection, task_skills_selection
-from gaptune.agents.retriever import Selection, retrieve
+from gaptune.agents.retriever import Selection, SelectionItem, retrieve, split_budget
 from gaptune.agents.teacher import TeacherError
 from gaptune.graph.plateau import plateau_update, stop_reason
 from gaptune.graph.resources import Resources
@@ -49,7 +49,8 @@ def probe(res: Resources, state: LoopState) -> dict[str, Any]:
                      inputs={"adapter": state.get("current_adapter"), "samples": len(evaluation.attempts)},
                      output={"accuracy": evaluation.accuracy, "wrong_cases": wrong})
     update: dict[str, Any] = {"round": round_, "wrong_cases": wrong, "critique_candidates": None, "critiques": None,
-                              "teacher_faults": None, "candidates": None, "gaps": {}, "selected": []}
+                              "teacher_faults": None, "candidates": None, "gap_hits": None, "gaps": {},
+                              "selected": []}
     if not wrong:
         update["stop_reason"] = "no errors left on the probe split"
     return update
@@ -121,31 +122,81 @@ def classify(res: Resources, state: LoopState) -> dict[str, Any]:
     return {"gaps": result["counts"], "gap_of_skill": gap_of_skill}
 
 
+def _round_budget(res: Resources, state: LoopState) -> int:
+    return min(res.config.round_budget, max(0, res.config.budget - len(state.get("used", []))))
+
+
+def route_selection(res: Resources, state: LoopState) -> list[Send] | str:
+    """Error-driven: one retrieval branch per gap with its share of the budget; baselines select in one step."""
+    if res.config.selection != "error-driven" or not state.get("gaps"):
+        return "select_data"
+    allocation = split_budget(state["gaps"], _round_budget(res, state))
+    if not allocation:
+        return "select_data"
+    return [Send("retrieve_gap", {"round": state["round"], "gap": gap, "quota": quota, "errors": state["gaps"][gap],
+                                  "used": state.get("used", [])}) for gap, quota in allocation.items()]
+
+
+def retrieve_gap(res: Resources, payload: dict[str, Any]) -> dict[str, Any]:
+    """The retriever agent fills one gap's quota from the pool index, skipping samples already used."""
+    selection = retrieve(res.index, {payload["gap"]: payload["errors"]}, payload["quota"], payload["used"],
+                         res.config.retrieval)
+    return {"gap_hits": [{"gap": payload["gap"], "quota": payload["quota"],
+                          "items": [item.model_dump() for item in selection.items]}]}
+
+
+def merge_selection(res: Resources, state: LoopState) -> dict[str, Any]:
+    """Dedupe across gaps (a sample wanted by two gaps stays with the one ranking it higher), then top up."""
+    used = state.get("used", [])
+    hits = sorted(state.get("gap_hits", []), key=lambda h: (-state["gaps"][h["gap"]], h["gap"]))
+    claims = sorted(((item["rank"], position, item) for position, h in enumerate(hits) for item in h["items"]),
+                    key=lambda claim: claim[:2])
+    chosen: dict[str, SelectionItem] = {}
+    for _, _, item in claims:
+        chosen.setdefault(item["sample_id"], SelectionItem.model_validate(item))
+    for h in hits:
+        deficit = h["quota"] - sum(1 for item in chosen.values() if item.gap == h["gap"])
+        if deficit > 0:
+            extra = retrieve(res.index, {h["gap"]: state["gaps"][h["gap"]]}, deficit, [*used, *chosen],
+                             res.config.retrieval)
+            chosen.update({item.sample_id: item for item in extra.items})
+    allocation = {h["gap"]: h["quota"] for h in hits}
+    filled = {gap: sum(1 for item in chosen.values() if item.gap == gap) for gap in allocation}
+    selection = Selection(strategy=f"error-driven/{res.config.retrieval.method}", budget=sum(allocation.values()),
+                          allocation=allocation, items=list(chosen.values()),
+                          shortfall={gap: allocation[gap] - n for gap, n in filled.items() if n < allocation[gap]})
+    return _record_selection(res, state, selection)
+
+
 def select_data(res: Resources, state: LoopState) -> dict[str, Any]:
-    """Choose this round's pool samples: by the gaps (error-driven) or by a baseline, never reusing one."""
+    """Baselines (random, full, task-skills), or an empty selection when no gap was found."""
     round_, config = state["round"], res.config
     used = state.get("used", [])
-    budget = min(config.round_budget, max(0, config.budget - len(used)))
+    budget = _round_budget(res, state)
     seed = config.seed * 1000 + round_
-    selection: Selection
-    if config.selection == "error-driven":
-        selection = retrieve(res.index, state.get("gaps", {}), budget, used, config.retrieval)
-    elif config.selection == "random":
+    if config.selection == "random":
         selection = random_selection(list(res.pool), budget, used, seed=seed)
     elif config.selection == "full":
         selection = full_selection(list(res.pool), used)
-    else:
+    elif config.selection == "task-skills":
         pool_skills = {sample_id: sample.skills for sample_id, sample in res.pool.items()}
         selection = task_skills_selection(pool_skills, res.splits["probe"], budget, used, seed=seed)
+    else:
+        selection = Selection(strategy="error-driven", budget=budget, allocation={}, items=[])
+    return _record_selection(res, state, selection)
+
+
+def _record_selection(res: Resources, state: LoopState, selection: Selection) -> dict[str, Any]:
+    """Trace every chosen sample with the gap, query, score and rank that chose it, and the cases behind the gap."""
+    round_, used = state["round"], state.get("used", [])
     cases_by_gap: dict[str, list[str]] = defaultdict(list)
     for critique_ in state.get("critiques", []):
         cases_by_gap[state.get("gap_of_skill", {}).get(critique_["missing_skill"], "")].append(critique_["sample_id"])
-    items = [item.model_dump() for item in selection.items]
     res.trace.record(f"r{round_}/select", round_=round_, node="select_data", agent="retriever",
-                     inputs={"gaps": state.get("gaps", {}), "budget": budget, "excluded": len(used),
+                     inputs={"gaps": state.get("gaps", {}), "budget": selection.budget, "excluded": len(used),
                              "cases_by_gap": dict(cases_by_gap)},
                      output={"strategy": selection.strategy, "allocation": selection.allocation,
-                             "shortfall": selection.shortfall, "items": items})
+                             "shortfall": selection.shortfall, "items": [i.model_dump() for i in selection.items]})
     return {"selected": selection.sample_ids, "used": [*used, *selection.sample_ids]}
 
 

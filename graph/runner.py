@@ -31,7 +31,7 @@ def _describe(node: str, update: dict[str, Any] | None) -> str:
         return f"round {update['round']}: {len(update['wrong_cases'])} wrong probe cases"
     if node == "classify":
         return "gaps " + (", ".join(f"{g}={n}" for g, n in update.get("gaps", {}).items()) or "none")
-    if node == "select_data":
+    if node in ("select_data", "merge_selection"):
         return f"selected {len(update['selected'])} pool samples ({len(update['used'])} used in all)"
     if node == "train":
         c = update["candidates"][0]
