@@ -39,6 +39,9 @@ from gaptune.training.batching import training_batch
 from gaptune.training.prompting import INSTRUCTION, question_text
 
 IMAGE_TOKEN = "<image>"
+# Bump when the architecture, initialisation or pretraining recipe changes, so
+# cached students built by older code are not mistaken for current ones.
+RECIPE_VERSION = 2
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", IMAGE_TOKEN]
 
 # User turns render as "<image> question =>", the answer follows after a space.
@@ -76,7 +79,8 @@ class TinyStudentConfig(BaseModel):
     learning_rate: float = 2e-3
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+        recipe = f"{RECIPE_VERSION}/{self.model_dump_json()}"
+        return hashlib.sha256(recipe.encode()).hexdigest()[:12]
 
 
 def _world_text(seed: int) -> list[str]:

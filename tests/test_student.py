@@ -1,0 +1,75 @@
+"""The tiny student: a real LLaVA saved with save_pretrained and loaded through the Auto classes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor, LlavaForConditionalGeneration
+
+from gaptune.data.world.world import task_split
+from gaptune.training.batching import IGNORE_INDEX, generation_batch, training_batch
+from gaptune.training.evaluate import evaluate, score
+from gaptune.training.student import StudentLoadError, load_student
+
+import pytest
+
+
+def test_saved_student_loads_through_the_auto_classes(tiny_student: Path) -> None:
+    model = AutoModelForImageTextToText.from_pretrained(tiny_student, local_files_only=True)
+    processor = AutoProcessor.from_pretrained(tiny_student, local_files_only=True)
+    assert isinstance(model, LlavaForConditionalGeneration)
+    assert type(processor).__name__ == "LlavaProcessor"
+    assert type(processor.image_processor).__name__ == "CLIPImageProcessorPil"
+    assert (tiny_student / "gaptune_student.json").exists()
+
+
+def test_tokenizer_encodes_any_text_and_world_words_are_single_tokens(tiny_student: Path) -> None:
+    _, processor = load_student(tiny_student)
+    tokenizer = processor.tokenizer
+    for word in (" red", " circle", " count", " top", " answer"):
+        assert len(tokenizer.tokenize(word)) == 1, word
+    text = "Wie viele Äpfel? 苹果 🍎"
+    assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+
+
+def test_training_batch_masks_everything_but_the_answer(tiny_student: Path) -> None:
+    _, processor = load_student(tiny_student)
+    samples = task_split("compare-counts", "probe", size=3)
+    batch = training_batch(processor, samples)
+    for row, sample in enumerate(samples):
+        labelled = batch["labels"][row][batch["labels"][row] != IGNORE_INDEX]
+        decoded = processor.tokenizer.decode(labelled, skip_special_tokens=False)
+        assert decoded.strip() == sample.target_text() + processor.tokenizer.eos_token
+
+
+def test_generation_batch_is_left_padded(tiny_student: Path) -> None:
+    _, processor = load_student(tiny_student)
+    samples = task_split("changed-relation", "probe", size=2) + task_split("compare-counts", "probe", size=2)
+    batch = generation_batch(processor, samples)
+    pad = processor.tokenizer.pad_token_id
+    assert (batch["input_ids"][:, -1] != pad).all()
+    assert batch["pixel_values"].shape[0] == sum(len(s.images) for s in samples)
+
+
+def test_batched_generation_equals_one_by_one(tiny_student: Path) -> None:
+    model, processor = load_student(tiny_student)
+    samples = task_split("relative-position", "val", size=6)
+    batched = evaluate(model, processor, samples, batch_size=6)
+    single = evaluate(model, processor, samples, batch_size=1)
+    assert [a.output for a in batched.attempts] == [a.output for a in single.attempts]
+
+
+def test_score_tallies_per_skill_and_family() -> None:
+    samples = task_split("compare-counts", "probe", size=2)
+    outputs = [samples[0].target_text(), "count red = 9; answer: maybe"]
+    evaluation = score(samples, outputs)
+    assert evaluation.overall.correct == 1 and evaluation.overall.total == 2
+    assert evaluation.per_skill["counting"].accuracy == 0.5
+    assert evaluation.per_family["compare-counts"].total == 2
+    assert evaluation.attempts[1].steps == ["count red = 9"] and evaluation.attempts[1].answer == "maybe"
+
+
+def test_missing_student_path_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StudentLoadError, match="no config.json"):
+        load_student(tmp_path)

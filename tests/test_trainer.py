@@ -1,0 +1,81 @@
+"""LoRA, connector-only and in-context candidates on the tiny student, saved in the HF adapter format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftConfig
+
+from gaptune.data.world.world import pool, task_split
+from gaptune.training.batching import training_batch
+from gaptune.training.in_context import pick_demonstrations
+from gaptune.training.lora_trainer import (
+    TrainerConfig, load_adapted, read_adapter_info, train_candidate, trainable_fraction,
+)
+
+CONFIG = TrainerConfig(epochs=1, batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def train_set() -> list:
+    return list(pool(0, 24))
+
+
+def _loss(student: Path, adapter: str | None, samples: list) -> float:
+    model, processor = load_adapted(student, adapter)
+    with torch.no_grad():
+        return model(**training_batch(processor, samples)).loss.item()
+
+
+def test_lora_adapter_lowers_training_loss_and_is_a_peft_adapter(tiny_student: Path, train_set: list, tmp_path: Path) -> None:
+    adapter = tmp_path / "lora"
+    info = train_candidate(tiny_student, "lora", train_set, adapter, TrainerConfig(epochs=3, batch_size=8), seed=1)
+    assert PeftConfig.from_pretrained(adapter).peft_type == "LORA"
+    assert info.kind == "lora" and info.parent is None and info.train_size == 24 and info.steps == 9
+    assert _loss(tiny_student, str(adapter), train_set) < _loss(tiny_student, None, train_set)
+
+
+def test_same_kind_continues_and_other_kind_stacks_on_the_merged_chain(tiny_student: Path, train_set: list, tmp_path: Path) -> None:
+    first = tmp_path / "r1"
+    train_candidate(tiny_student, "lora", train_set, first, CONFIG, seed=1)
+    again = tmp_path / "r2-lora"
+    assert train_candidate(tiny_student, "lora", train_set, again, CONFIG, previous=str(first), seed=2).parent is None
+    stacked = tmp_path / "r2-connector"
+    info = train_candidate(tiny_student, "connector", train_set, stacked, CONFIG, previous=str(first), seed=2)
+    assert info.parent == str(first)
+    assert read_adapter_info(stacked).kind == "connector"
+    model, _ = load_adapted(tiny_student, str(stacked))
+    assert not any("lora" in name for name, _ in model.named_parameters()), "the chain is merged for evaluation"
+
+
+def test_connector_only_trains_a_tiny_fraction(tiny_student: Path) -> None:
+    connector, lora = trainable_fraction(tiny_student, "connector", CONFIG), trainable_fraction(tiny_student, "lora", CONFIG)
+    assert 0 < connector < lora < 0.5
+    assert connector < 0.05
+
+
+def test_in_context_demonstrations_share_the_task_and_never_the_sample() -> None:
+    samples = task_split("compare-counts", "probe", size=5) + list(pool(0, 40))
+    chosen = pick_demonstrations(samples, samples, k=2, seed=0)
+    for sample in samples[:5]:
+        demos = chosen[sample.id]
+        assert len(demos) == 2 and all(d.task == sample.task and d.id != sample.id for d in demos)
+    assert chosen == pick_demonstrations(samples, samples, k=2, seed=0)
+
+
+def test_in_context_candidate_trains_with_demonstrations(tiny_student: Path, train_set: list, tmp_path: Path) -> None:
+    info = train_candidate(tiny_student, "in-context", train_set[:8], tmp_path / "icl", CONFIG, seed=0)
+    assert info.in_context_k == 2 and info.final_loss == info.final_loss
+
+
+def test_bad_module_pattern_names_the_config_key(tiny_student: Path, train_set: list, tmp_path: Path) -> None:
+    config = TrainerConfig(connector_modules=r".*no_such_module")
+    with pytest.raises(ValueError, match="trainer.connector_modules"):
+        train_candidate(tiny_student, "connector", train_set, tmp_path / "x", config)
+
+
+def test_empty_training_set_is_refused(tiny_student: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        train_candidate(tiny_student, "lora", [], tmp_path / "x", CONFIG)
