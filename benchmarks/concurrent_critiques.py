@@ -84,13 +84,13 @@ def main() -> None:
         })
         critic = build_critics(config, cache_dir=Path(scratch))[0]
         cases = _cases(args.n)
+        print(f"server: {server_label}", flush=True)
         sequential, ok_seq = _run(critic, cases, workers=1)
+        print(f"N={args.n} critiques: sequential {sequential:.2f} s ({ok_seq} ok)", flush=True)
         concurrent, ok_conc = _run(critic, cases, workers=args.n)
+        print(f"N={args.n} critiques: concurrent {concurrent:.2f} s ({ok_conc} ok)", flush=True)
 
     speedup = sequential / concurrent
-    print(f"server: {server_label}")
-    print(f"N={args.n} critiques: sequential {sequential:.2f} s ({ok_seq} ok), "
-          f"concurrent {concurrent:.2f} s ({ok_conc} ok)")
     print(f"speed-up {speedup:.2f}x = {speedup / args.n:.2f} x N (goal >= 0.80 x N when the server is the bottleneck)")
 
 
