@@ -126,6 +126,14 @@ def locate(rng: random.Random) -> Item:
                 ((f"{_name(obj)} at {obj.position}", LOCALISATION),), obj.position)
 
 
+def scan(rng: random.Random) -> Item:
+    """Read every object in order: dense perception supervision, like a captioning stage."""
+    scene = random_scene(rng, 2, 6)
+    steps = tuple((f"{_name(o)} at {o.position}", LOCALISATION) for o in scene.objects)
+    last = scene.objects[-1]
+    return Item((scene,), "Which object comes last, reading from top left to bottom right?", steps, _name(last))
+
+
 def shape_of_colour(rng: random.Random) -> Item:
     scene = random_scene(rng)
     candidates = [o for o in scene.objects if _unique(scene, o, by_shape=False)]
@@ -262,6 +270,7 @@ POOL_FAMILIES: dict[str, Program] = {
     "count-shape": count_shape,
     "exists": exists,
     "locate": locate,
+    "scan": scan,
     "shape-of-colour": shape_of_colour,
     "same-colour": same_colour,
     "bigger": bigger,

@@ -26,7 +26,7 @@ DEFAULT_POOL_SIZE = 50_000
 # The pool teaches counting and spatial relations only sparsely (~5% and ~2% of
 # it): random selection rarely lands there, targeted selection must find it.
 POOL_WEIGHTS = {
-    "colour-at": 10, "shape-at": 10, "size-at": 8, "exists": 10, "locate": 10,
+    "colour-at": 10, "shape-at": 10, "size-at": 8, "exists": 10, "locate": 10, "scan": 10,
     "shape-of-colour": 9, "same-colour": 9, "bigger": 9, "spot-difference": 9, "what-changed": 9.5,
     "count-colour": 1.5, "count-shape": 1.5, "more-shapes": 1.5, "relation-at": 2,
 }
@@ -35,7 +35,7 @@ POOL_WEIGHTS = {
 # in all, the prototypes' threshold for a real weakness), and each target task's
 # format appears at ~1% (with no format exposure a tiny model stays near 0% on it).
 PRETRAIN_WEIGHTS = {
-    "colour-at": 11, "shape-at": 11, "size-at": 9, "exists": 11, "locate": 11,
+    "colour-at": 11, "shape-at": 11, "size-at": 9, "exists": 11, "locate": 11, "scan": 30,
     "shape-of-colour": 10, "same-colour": 8, "bigger": 8, "spot-difference": 8, "what-changed": 8.3,
     "count-colour": 0.1, "count-shape": 0.1, "more-shapes": 0.1, "relation-at": 0.2,
     "compare-counts": 1, "relative-position": 1, "colour-count": 1, "changed-relation": 1,
