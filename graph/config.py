@@ -93,10 +93,12 @@ class RunConfig(BaseModel):
     world_seed: int = 0
     selection: Selection = "error-driven"
     max_rounds: int = Field(default=3, ge=1)
-    patience: int = Field(default=1, ge=1)
+    patience: int = Field(default=2, ge=1)
     min_delta: float = Field(default=0.01, ge=0.0)
-    round_budget: int = Field(default=300, ge=1)
-    budget: int = Field(default=900, ge=1)
+    # 800 a round: on the embedded default, counting needs ~2,000 targeted
+    # samples before it moves; 300 a round left every arm near the base.
+    round_budget: int = Field(default=800, ge=1)
+    budget: int = Field(default=2400, ge=1)
     include_probe: bool = True
     max_concurrency: int = Field(default=4, ge=1)
     cache_dir: str = Field(default_factory=default_cache_dir)

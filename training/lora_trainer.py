@@ -42,8 +42,10 @@ class TrainerConfig(BaseModel):
     lora_dropout: float = 0.0
     lora_modules: str = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
     connector_modules: str = r".*(multi_modal_projector|merger)\.(linear_\d+|mlp\.\d+)"
-    learning_rate: float = 2e-3
-    epochs: int = 3
+    # lr 1e-3, 5 epochs: measured on the embedded default (3 epochs at 2e-3
+    # did not teach counting from 900 samples; 5 at 1e-3 does from 2,400).
+    learning_rate: float = 1e-3
+    epochs: int = 5
     batch_size: int = 32
     warmup_fraction: float = 0.05
     in_context_k: int = 2
