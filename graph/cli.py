@@ -150,18 +150,33 @@ def report(run_dir: Path) -> None:
 
 
 @app.command("eval")
-def eval_(config: ConfigArg = None, split: str = "test",
+def eval_(config: ConfigArg = None,
+          split: Annotated[str, typer.Option(help="probe, val, test, or pool (a slice of every pool family)")] = "test",
+          per_family: Annotated[int, typer.Option(help="samples per family with --split pool")] = 50,
           student: Annotated[Optional[Path], typer.Option(help="student directory (default: the config's)")] = None,
           adapter: Annotated[Optional[Path], typer.Option(help="an adapter saved by a run")] = None,
           set_: SetOpt = []) -> None:  # noqa: B006
-    """Accuracy table (overall, per skill, per family) of a student on a task split."""
+    """Accuracy table (overall, per skill, per family) of a student on a task split or across the pool."""
+    from collections import defaultdict
+
     from gaptune.graph.resources import Resources
 
     overrides = [*set_, *([f"student.path={student}"] if student else [])]
     resolved = _config(config, overrides)
     res = Resources(resolved, RunDir(Path(".")), console=console)
-    evaluation = res.evaluate(str(adapter) if adapter else None, split)
-    table = Table(title=f"{resolved.task.name} · {split} · {len(evaluation.attempts)} samples")
+    samples = None
+    if split == "pool":
+        by_family: dict[str, list[Any]] = defaultdict(list)
+        for sample in res.pool.values():
+            if len(by_family[sample.task]) < per_family:
+                by_family[sample.task].append(sample)
+        samples = [sample for family in sorted(by_family) for sample in by_family[family]]
+    elif split not in ("probe", "val", "test"):
+        console.print(f"[red]--split {split!r}: expected probe, val, test or pool[/]")
+        raise typer.Exit(2)
+    evaluation = res.evaluate(str(adapter) if adapter else None, split, samples)
+    title = "pool" if split == "pool" else f"{resolved.task.name} · {split}"
+    table = Table(title=f"{title} · {len(evaluation.attempts)} samples")
     table.add_column("group")
     table.add_column("accuracy", justify="right")
     table.add_column("n", justify="right")

@@ -13,6 +13,15 @@ def _critiques_for(events: list[dict[str, Any]], round_: int, case: str) -> list
     return [e for e in _by_node(events, "critique") if e["round"] == round_ and e["inputs"]["case"] == case]
 
 
+def _kept_critique(events: list[dict[str, Any]], round_: int, case: str) -> dict[str, Any] | None:
+    """The critique the judge kept for a case (the only one, when a single critic answered)."""
+    for event in _by_node(events, "judge"):
+        if event["round"] == round_ and event["inputs"]["case"] == case:
+            return event["inputs"]["candidates"][event["output"]["chosen"]]
+    answered = [c["output"] for c in _critiques_for(events, round_, case) if "missing_skill" in c["output"]]
+    return answered[0] if answered else None
+
+
 def explain_sample(events: list[dict[str, Any]], sample_id: str) -> list[dict[str, Any]]:
     """Every selection of `sample_id`: round, strategy, gap, query, method, score, rank, and the cases behind the gap."""
     reasons = []
@@ -23,12 +32,10 @@ def explain_sample(events: list[dict[str, Any]], sample_id: str) -> list[dict[st
             cases = event["inputs"]["cases_by_gap"].get(item["gap"], []) if item["gap"] else []
             gap_cases = []
             for case in cases:
-                kept = [c for c in _critiques_for(events, event["round"], case) if "missing_skill" in c["output"]]
-                if kept:
-                    gap_cases.append({"case": case, "teacher": kept[0]["agent"],
-                                      "wrong_step": kept[0]["output"]["wrong_step"],
-                                      "missing_skill": kept[0]["output"]["missing_skill"],
-                                      "explanation": kept[0]["output"]["explanation"]})
+                kept = _kept_critique(events, event["round"], case)
+                if kept is not None:
+                    gap_cases.append({"case": case, "teacher": kept["teacher"], "wrong_step": kept["wrong_step"],
+                                      "missing_skill": kept["missing_skill"], "explanation": kept["explanation"]})
             reasons.append({"round": event["round"], "strategy": event["output"]["strategy"], **item,
                             "gap_errors": event["inputs"]["gaps"].get(item["gap"], 0), "cases": gap_cases})
     return reasons

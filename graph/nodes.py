@@ -80,7 +80,7 @@ def critique(res: Resources, payload: dict[str, Any]) -> dict[str, Any]:
     res.trace.record(event_id, round_=round_, node="critique", agent=name,
                      inputs={"case": case, "student_output": attempt.output}, output=result.model_dump(),
                      model=result.usage.model, latency_s=time.perf_counter() - started)
-    return {"critique_candidates": [result.model_dump()]}
+    return {"critique_candidates": [{"critic": name, "critique": result.model_dump()}]}
 
 
 def judge(res: Resources, state: LoopState) -> dict[str, Any]:
@@ -88,8 +88,8 @@ def judge(res: Resources, state: LoopState) -> dict[str, Any]:
     round_ = state["round"]
     by_case: dict[str, list[Critique]] = defaultdict(list)
     order = list(res.critics)
-    for raw in sorted(state.get("critique_candidates", []), key=lambda c: order.index(c["teacher"]) if c["teacher"] in order else 0):
-        by_case[raw["sample_id"]].append(Critique.model_validate(raw))
+    for entry in sorted(state.get("critique_candidates", []), key=lambda c: order.index(c["critic"])):
+        by_case[entry["critique"]["sample_id"]].append(Critique.model_validate(entry["critique"]))
     attempts = res.load_attempts(res.run.attempts(round_, "probe")) if by_case else {}
     chosen = []
     for case in state["wrong_cases"]:
