@@ -122,7 +122,8 @@ def trace(run_dir: Path,
                           f"[cyan]{reason['gap'] or '-'}[/] ({reason['gap_errors']} errors) by query {reason['query']!r}, "
                           f"{reason['method']} score {reason['score']:.4f}, rank {reason['rank']}")
             for c in reason["cases"]:
-                console.print(f"  case {c['case']}: {c['teacher']} says step {c['wrong_step']} lacks "
+                step = "?" if c["wrong_step"] is None else c["wrong_step"] + 1
+                console.print(f"  case {c['case']}: {c['teacher']} says step {step} lacks "
                               f"[cyan]{c['missing_skill']}[/]: {c['explanation']}")
         return
     console.print_json(json.dumps(result, default=str))

@@ -33,7 +33,8 @@ def test_faulty_llm_critic_beside_reference_the_run_completes_and_counts_faults(
     cache_dir: Path, tiny_student: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GT_LOOP_KEY", SECRET)
-    script = ["garbage", "timeout", "429", "500"] + ["500"] * 8  # the last case's retries run out
+    # Four cases each hit one fault and recover on the retry; the fifth case's retries all fail.
+    script = ["garbage", "ok", "timeout", "ok", "429", "ok", "500", "ok"] + ["500"] * 4
     with FaultServer(scripted_reply, script=script, hang_s=2.0) as server:
         critic = {"backend": "openai", "name": "flaky", "model": "fault-model", "base_url": server.base_url,
                   "api_key_env": "GT_LOOP_KEY", "timeout_s": 1.0, "max_retries": 3, "retry_backoff_s": 0.01,
