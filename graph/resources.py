@@ -29,11 +29,12 @@ from gaptune.data.world.world import task_split
 from gaptune.graph.config import RunConfig
 from gaptune.graph.run_dir import RunDir, write_atomic
 from gaptune.graph.trace import Trace
+from gaptune.tools.pool_index import FORMAT_VERSION as INDEX_FORMAT
 from gaptune.tools.pool_index import PoolIndex, index_pool
 from gaptune.training.evaluate import Evaluation, evaluate
 from gaptune.training.in_context import pick_demonstrations
 from gaptune.training.lora_trainer import load_adapted, read_adapter_info, resolve_device
-from gaptune.training.tiny_student import build_tiny_student
+from gaptune.training.tiny_student import build_tiny_student, tiny_student_path
 
 
 def _load_split(config: RunConfig, split: str) -> list[Sample]:
@@ -63,6 +64,8 @@ class Resources:
     def student_path(self) -> Path:
         if self.config.student.path is not None:
             return Path(self.config.student.path)
+        if not (tiny_student_path(self.cache_dir, self.config.student.tiny) / "config.json").is_file():
+            self.console.print("building the tiny student (first run only; a few minutes on 2 cores)")
         return build_tiny_student(self.cache_dir, self.config.student.tiny)
 
     @cached_property
@@ -99,7 +102,8 @@ class Resources:
     @cached_property
     def index(self) -> PoolIndex:
         fingerprint = hashlib.sha256(
-            json.dumps([self.config.pool.model_dump(), self.config.world_seed, self.config.retrieval.embedding_model]).encode()
+            json.dumps([INDEX_FORMAT, self.config.pool.model_dump(), self.config.world_seed,
+                        self.config.retrieval.embedding_model]).encode()
         ).hexdigest()[:12]
         index_dir = self.cache_dir / "pool-index" / fingerprint
         chroma = self.config.retrieval.chroma

@@ -79,3 +79,13 @@ def test_bad_module_pattern_names_the_config_key(tiny_student: Path, train_set: 
 def test_empty_training_set_is_refused(tiny_student: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="empty"):
         train_candidate(tiny_student, "lora", [], tmp_path / "x", CONFIG)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_lora_on_gpu_trains_and_evaluates(tiny_student: Path, train_set: list, tmp_path: Path) -> None:
+    config = TrainerConfig(epochs=2, batch_size=8, device="cuda", bf16=True)
+    info = train_candidate(tiny_student, "lora", train_set, tmp_path / "gpu", config, seed=0)
+    assert info.final_loss == info.final_loss and info.steps == 6
+    model, _ = load_adapted(tiny_student, str(tmp_path / "gpu"), device="cuda")
+    assert next(model.parameters()).device.type == "cuda"
