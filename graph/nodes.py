@@ -27,6 +27,7 @@ from gaptune.training.lora_trainer import train_candidate
 
 def start(res: Resources, state: LoopState) -> dict[str, Any]:
     """Round 0: the base student's val and test accuracy."""
+    res.check_teacher_fits_data()
     val = res.evaluate(None, "val")
     test = res.evaluate(None, "test")
     res.save_attempts(res.run.attempts(0, "val"), val.attempts)
@@ -133,6 +134,7 @@ def route_selection(res: Resources, state: LoopState) -> list[Send] | str:
     allocation = split_budget(state["gaps"], _round_budget(res, state))
     if not allocation:
         return "select_data"
+    res.index  # noqa: B018 - open (or build) the index here, not concurrently in the branches
     return [Send("retrieve_gap", {"round": state["round"], "gap": gap, "quota": quota, "errors": state["gaps"][gap],
                                   "used": state.get("used", [])}) for gap, quota in allocation.items()]
 
@@ -197,11 +199,16 @@ def _record_selection(res: Resources, state: LoopState, selection: Selection) ->
                              "cases_by_gap": dict(cases_by_gap)},
                      output={"strategy": selection.strategy, "allocation": selection.allocation,
                              "shortfall": selection.shortfall, "items": [i.model_dump() for i in selection.items]})
-    return {"selected": selection.sample_ids, "used": [*used, *selection.sample_ids]}
+    update: dict[str, Any] = {"selected": selection.sample_ids, "used": [*used, *selection.sample_ids]}
+    if not selection.items:
+        update["stop_reason"] = "nothing new to train on: no gap found, or the pool has no unused sample for it"
+    return update
 
 
-def route_candidates(res: Resources, state: LoopState) -> list[Send]:
+def route_candidates(res: Resources, state: LoopState) -> list[Send] | str:
     """One training branch per candidate adapter kind: they compete on validation accuracy."""
+    if state.get("stop_reason"):
+        return "finish"
     return [Send("train", {"round": state["round"], "candidate": kind, "used": state["used"],
                            "previous": state.get("current_adapter")}) for kind in res.config.trainer.candidates]
 
@@ -228,7 +235,7 @@ def train(res: Resources, payload: dict[str, Any]) -> dict[str, Any]:
 
 def _usage_totals(state: LoopState) -> dict[str, float]:
     totals: dict[str, float] = defaultdict(float)
-    usages = [c.get("usage") or {} for c in state.get("critiques", [])]
+    usages = [c["critique"].get("usage") or {} for c in state.get("critique_candidates", [])]
     usages += [c.get("judge_usage") or {} for c in state.get("critiques", [])]
     usages += [f.get("usage") or {} for f in state.get("teacher_faults", [])]
     for usage in usages:

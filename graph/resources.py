@@ -44,6 +44,14 @@ def _load_split(config: RunConfig, split: str) -> list[Sample]:
     return load_samples(getattr(task, split), image_root=task.image_root, strict=True).samples
 
 
+def _file_identity(path: str | None) -> list[int] | None:
+    """Size and mtime of a user's pool file: an edited pool gets a fresh index instead of a stale one."""
+    if path is None:
+        return None
+    stat = Path(path).stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
 @dataclass
 class Resources:
     config: RunConfig
@@ -103,7 +111,7 @@ class Resources:
     def index(self) -> PoolIndex:
         fingerprint = hashlib.sha256(
             json.dumps([INDEX_FORMAT, self.config.pool.model_dump(), self.config.world_seed,
-                        self.config.retrieval.embedding_model]).encode()
+                        self.config.retrieval.embedding_model, _file_identity(self.config.pool.path)]).encode()
         ).hexdigest()[:12]
         index_dir = self.cache_dir / "pool-index" / fingerprint
         chroma = self.config.retrieval.chroma
@@ -123,6 +131,17 @@ class Resources:
     @cached_property
     def judge(self) -> Judge:
         return build_judge(self.config.teacher, cache_dir=self.cache_dir / "teacher")
+
+    def check_teacher_fits_data(self) -> None:
+        """The reference teacher reads gold rationale steps: refuse a task without them before any work."""
+        teacher = self.config.teacher
+        uses_reference = any(c.backend == "reference" for c in [*teacher.critics, *filter(None, [teacher.fallback])])
+        missing = [s.id for s in self.splits["probe"] if not s.steps]
+        if uses_reference and missing:
+            raise ValueError(
+                f"the reference teacher needs gold rationale steps, but {len(missing)} probe samples have none "
+                f"(e.g. {missing[0]!r}); configure an LLM critic in teacher.critics (see docs/teachers.md)"
+            )
 
     def evaluate(self, adapter: str | None, split: str, samples: Sequence[Sample] | None = None) -> Evaluation:
         """Evaluate the student with `adapter` (None: the base) on a split; in-context adapters get demonstrations."""

@@ -61,7 +61,7 @@ def _execute(res: Resources, graph_input: dict[str, Any] | None) -> dict[str, An
 
 def run(config: RunConfig, run_dir: str | Path, *, console: Console | None = None) -> dict[str, Any]:
     """Start a new run in `run_dir` (which must not hold one yet) and run it to the end."""
-    run = RunDir(Path(run_dir))
+    run = RunDir(Path(run_dir).resolve())
     if run.checkpoints.exists():
         raise RunDirError(f"{run.root} already holds a run; continue it with `gaptune resume {run.root}` "
                           "or choose another --run-dir")
@@ -73,7 +73,7 @@ def run(config: RunConfig, run_dir: str | Path, *, console: Console | None = Non
 
 def resume(run_dir: str | Path, *, console: Console | None = None) -> dict[str, Any]:
     """Continue a run from its last checkpoint, with the config it was started with."""
-    run = RunDir(Path(run_dir))
+    run = RunDir(Path(run_dir).resolve())
     if not run.config.exists() or not run.checkpoints.exists():
         raise RunDirError(f"{run.root} holds no run to resume (expected config.yaml and checkpoints.sqlite)")
     config = load_config(run.config)

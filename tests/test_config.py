@@ -46,3 +46,17 @@ def test_malformed_override_and_missing_file_are_clear(tmp_path: Path) -> None:
         load_config(None, ["selection"])
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_reference_teacher_on_a_task_without_gold_steps_is_refused_before_any_work(tmp_path: Path) -> None:
+    from gaptune.data.llava_format import write_llava
+    from gaptune.data.world.world import task_split
+    from gaptune.graph.resources import Resources
+    from gaptune.graph.run_dir import RunDir
+
+    for split in ("probe", "val", "test"):
+        samples = [s.model_copy(update={"steps": None}) for s in task_split("compare-counts", split, size=3)]
+        write_llava(samples, tmp_path / f"{split}.jsonl")
+    config = load_config(None, ["task.world=null"] + [f"task.{s}={tmp_path / s}.jsonl" for s in ("probe", "val", "test")])
+    with pytest.raises(ValueError, match="needs gold rationale steps.*teacher.critics"):
+        Resources(config, RunDir(tmp_path / "run")).check_teacher_fits_data()

@@ -14,6 +14,7 @@ import math
 import random
 import shutil
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +29,7 @@ from gaptune.training.in_context import pick_demonstrations
 from gaptune.training.student import load_student
 
 CandidateKind = Literal["lora", "connector", "in-context"]
+_INIT_LOCK = threading.Lock()
 ADAPTER_META = "gaptune_adapter.json"
 
 
@@ -51,7 +53,6 @@ class TrainerConfig(BaseModel):
     in_context_k: int = 2
     device: str = "auto"
     bf16: bool = False
-    seed: int = 0
 
 
 class AdapterInfo(BaseModel):
@@ -129,8 +130,9 @@ def train_candidate(
     if not train_set:
         raise ValueError("trainer: the training set is empty; nothing was selected this round")
     device = resolve_device(config.device)
-    torch.manual_seed(seed)
-    model, processor, parent = _prepare(student_path, kind, previous, config, device)
+    with _INIT_LOCK:  # candidates train in parallel threads; each adapter's init must see only its own seed
+        torch.manual_seed(seed)
+        model, processor, parent = _prepare(student_path, kind, previous, config, device)
     if config.bf16:
         model.to(torch.bfloat16)
     demonstrations = (
@@ -153,7 +155,7 @@ def train_candidate(
         for start in range(0, len(order), config.batch_size):
             chunk = order[start : start + config.batch_size]
             batch = {k: v.to(device) for k, v in training_batch(processor, chunk, demonstrations).items()}
-            if config.bf16:
+            if config.bf16 and "pixel_values" in batch:
                 batch["pixel_values"] = batch["pixel_values"].to(torch.bfloat16)
             loss = model(**batch).loss
             loss.backward()
