@@ -45,7 +45,7 @@ MANIFEST = "manifest.json"
 DATABASE = "samples.sqlite"
 BM25_DIR = "bm25"
 CHROMA_DIR = "chroma"
-FORMAT_VERSION = 2  # 2: documents no longer carry gold steps
+FORMAT_VERSION = 1
 DEFAULT_RRF_K = 60  # the constant of Cormack et al. (2009), the usual RRF default
 # Dense rankings are at least this many groups deep, so the top of a fused
 # ranking does not change with k (RRF over truncated lists depends on the cut).
