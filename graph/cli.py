@@ -37,6 +37,13 @@ ConfigArg = Annotated[Optional[Path], typer.Argument(help="YAML run config; omit
 SetOpt = Annotated[list[str], typer.Option("--set", help="override a config key: key.sub=value (repeatable)")]
 
 
+def _scratch_run() -> RunDir:
+    """Commands outside a run (eval, pool) still get a run directory, in a temp folder, not the caller's."""
+    import tempfile
+
+    return RunDir(Path(tempfile.mkdtemp(prefix="gaptune-")))
+
+
 def _config(path: Path | None, overrides: list[str]) -> Any:
     try:
         return load_config(path, overrides)
@@ -164,7 +171,7 @@ def eval_(config: ConfigArg = None,
 
     overrides = [*set_, *([f"student.path={student}"] if student else [])]
     resolved = _config(config, overrides)
-    res = Resources(resolved, RunDir(Path(".")), console=console)
+    res = Resources(resolved, _scratch_run(), console=console)
     samples = None
     if split == "pool":
         by_family: dict[str, list[Any]] = defaultdict(list)
@@ -219,7 +226,7 @@ def pool_index(config: ConfigArg = None, set_: SetOpt = []) -> None:  # noqa: B0
     """Index the configured pool into Chroma and BM25 (resumable; a no-op when already complete)."""
     from gaptune.graph.resources import Resources
 
-    res = Resources(_config(config, set_), RunDir(Path(".")), console=console)
+    res = Resources(_config(config, set_), _scratch_run(), console=console)
     index = res.index
     console.print(f"pool index: {index.manifest.samples} samples, {index.manifest.groups} documents at {index.index_dir}")
 
@@ -233,7 +240,7 @@ def pool_annotate(config: Path, out: Annotated[Path, typer.Option(help="annotate
     from gaptune.graph.resources import Resources
 
     resolved = _config(config, set_)
-    res = Resources(resolved, RunDir(Path(".")), console=console)
+    res = Resources(resolved, _scratch_run(), console=console)
     report_ = annotate_pool(res.pool.values(), resolved.teacher, cache_dir=res.cache_dir / "teacher")
     written = write_llava(report_.samples, out)
     console.print(f"annotated pool: {written} samples -> {out}; {report_.model_dump(exclude={'samples'})}")

@@ -233,7 +233,7 @@ def train(res: Resources, payload: dict[str, Any]) -> dict[str, Any]:
     return {"candidates": [result]}
 
 
-def _usage_totals(state: LoopState) -> dict[str, float]:
+def _usage_totals(state: LoopState) -> dict[str, float | None]:
     totals: dict[str, float] = defaultdict(float)
     usages = [c["critique"].get("usage") or {} for c in state.get("critique_candidates", [])]
     usages += [c.get("judge_usage") or {} for c in state.get("critiques", [])]
@@ -242,7 +242,8 @@ def _usage_totals(state: LoopState) -> dict[str, float]:
         for key in ("calls", "tokens_in", "tokens_out", "latency_s", "cost_usd"):
             totals[key] += float(usage.get(key, 0) or 0)
     totals["faults"] = float(len(state.get("teacher_faults", [])))
-    return dict(totals)
+    priced = any(usage.get("cost_usd") is not None for usage in usages)
+    return {**totals, "cost_usd": totals["cost_usd"] if priced else None}
 
 
 def choose(res: Resources, state: LoopState) -> dict[str, Any]:

@@ -89,7 +89,7 @@ def write_report(run: RunDir, metrics: dict[str, Any]) -> None:
         lines.append(
             f"| {r['round']} | {r['val_acc']:.3f} | {r['test_acc']:.3f} | {r['train_size']} | {r['chosen'] or '-'} | "
             f"{gaps} | {int(usage.get('calls', 0))} | {int(usage.get('tokens_in', 0))}/{int(usage.get('tokens_out', 0))} | "
-            f"{usage.get('cost_usd', 0.0):.4f} |"
+            f"{'n/a' if usage.get('cost_usd') is None else format(usage['cost_usd'], '.4f')} |"
         )
     lines += ["", "![accuracy per round](accuracy.png)", "", "![gap profile per round](gaps.png)", "",
               "Round r's gaps are the errors of round r-1's model on the probe split: what round r's data targeted.",

@@ -25,7 +25,7 @@ class RoundRecord(TypedDict):
     chosen: str | None
     why: str
     candidates: dict[str, float]
-    teacher_usage: dict[str, float]
+    teacher_usage: dict[str, float | None]
 
 
 class LoopState(TypedDict, total=False):

@@ -54,6 +54,7 @@ def test_metrics_follow_the_schema(finished_run: Path) -> None:
     for r in rounds[1:]:
         assert 0.0 <= r["val_acc"] <= 1.0 and 0.0 <= r["test_acc"] <= 1.0
         assert r["gaps"], "every trained round targeted some gap"
+        assert r["teacher_usage"]["calls"] == 0 and r["teacher_usage"]["cost_usd"] is None  # reference: free, unpriced
         assert r["train_size"] == 40 + 60 * r["round"]  # probe + cumulative pool selection
     assert (finished_run / "report.md").read_text().count("| ") > 5
     assert (finished_run / "accuracy.png").stat().st_size > 0
