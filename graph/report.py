@@ -10,7 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from gaptune.graph.run_dir import RunDir, write_atomic  # noqa: E402
+from gaptune.data.atomic import write_text_atomic  # noqa: E402
+from gaptune.graph.run_dir import RunDir  # noqa: E402
 
 
 def metrics_from_state(config: Any, state: dict[str, Any]) -> dict[str, Any]:
@@ -96,4 +97,4 @@ def write_report(run: RunDir, metrics: dict[str, Any]) -> None:
               "Ask `gaptune trace RUN_DIR --sample ID` why any sample was trained on."]
     for r in rounds[1:]:
         lines.append(f"\n**Round {r['round']}**: {r['why']}")
-    write_atomic(run.report, "\n".join(lines) + "\n")
+    write_text_atomic(run.report, "\n".join(lines) + "\n")

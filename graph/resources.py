@@ -20,6 +20,7 @@ from rich.console import Console
 from gaptune.agents.teacher import Critic, Judge
 from gaptune.agents.critics import build_critics
 from gaptune.agents.judge import build_judge
+from gaptune.data.atomic import write_text_atomic
 from gaptune.data.attempt import Attempt
 from gaptune.data.loaders import load_samples
 from gaptune.data.sample import Sample
@@ -27,7 +28,7 @@ from gaptune.data.world.families import SKILL_DESCRIPTIONS
 from gaptune.data.world.world import pool as world_pool
 from gaptune.data.world.world import task_split
 from gaptune.graph.config import RunConfig
-from gaptune.graph.run_dir import RunDir, write_atomic
+from gaptune.graph.run_dir import RunDir
 from gaptune.graph.trace import Trace
 from gaptune.tools.pool_index import FORMAT_VERSION as INDEX_FORMAT
 from gaptune.tools.pool_index import PoolIndex, index_pool
@@ -159,7 +160,7 @@ class Resources:
                             max_new_tokens=self.config.student.max_new_tokens)
 
     def save_attempts(self, path: Path, attempts: Sequence[Attempt]) -> None:
-        write_atomic(path, "".join(a.model_dump_json() + "\n" for a in attempts))
+        write_text_atomic(path, "".join(a.model_dump_json() + "\n" for a in attempts))
 
     def load_attempts(self, path: Path) -> dict[str, Attempt]:
         return {a.sample_id: a for a in (Attempt.model_validate_json(line) for line in path.read_text().splitlines() if line)}

@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temp file and rename: readers never see half a file, a crash leaves the old one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
-    with os.fdopen(handle, "w") as stream:
-        stream.write(text)
-    os.replace(temp, path)
+from gaptune.data.atomic import write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -54,4 +45,4 @@ class RunDir:
         return self.round_dir(round_) / name
 
     def write_json(self, path: Path, data: Any) -> None:
-        write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+        write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")

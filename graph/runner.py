@@ -10,10 +10,11 @@ from typing import Any
 from langgraph.checkpoint.sqlite import SqliteSaver
 from rich.console import Console
 
+from gaptune.data.atomic import write_text_atomic
 from gaptune.graph.build import build_graph
 from gaptune.graph.config import RunConfig, dump_config, load_config
 from gaptune.graph.resources import Resources
-from gaptune.graph.run_dir import RunDir, write_atomic
+from gaptune.graph.run_dir import RunDir
 
 THREAD = {"configurable": {"thread_id": "gaptune"}}
 
@@ -66,7 +67,7 @@ def run(config: RunConfig, run_dir: str | Path, *, console: Console | None = Non
         raise RunDirError(f"{run.root} already holds a run; continue it with `gaptune resume {run.root}` "
                           "or choose another --run-dir")
     run.root.mkdir(parents=True, exist_ok=True)
-    write_atomic(run.config, dump_config(config))
+    write_text_atomic(run.config, dump_config(config))
     res = Resources(config, run, **({"console": console} if console else {}))
     return _execute(res, {})
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing
@@ -33,6 +32,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from gaptune.data.atomic import write_text_atomic
 from gaptune.data.sample import Sample
 from gaptune.tools.bm25_index import BM25Index
 from gaptune.tools.chroma_index import ChromaConfig, ChromaIndex
@@ -132,7 +132,7 @@ def index_pool(
         skill_descriptions=descriptions, skills=dict(sorted(skill_counts.items())),
         chroma_location=dense.location, collection=chroma.collection,
     )
-    _write_atomic(index_dir / MANIFEST, manifest.model_dump_json(indent=2))
+    write_text_atomic(index_dir / MANIFEST, manifest.model_dump_json(indent=2))
     return IndexReport(manifest=manifest, new_samples=new, skipped_samples=skipped, embedded_groups=embedded)
 
 
@@ -212,12 +212,6 @@ def _embed_missing(dense: ChromaIndex, groups: list[tuple[str, str, str, str, st
         bar.update(len(batch))
     bar.close()
     return len(missing)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    staging = path.with_name(path.name + ".tmp")
-    staging.write_text(text)
-    os.replace(staging, path)
 
 
 def _recorded_chroma(manifest: IndexManifest) -> ChromaConfig:

@@ -9,11 +9,8 @@ the weights and starts a fresh one. Loading any adapter replays that chain.
 
 from __future__ import annotations
 
-import json
 import math
 import random
-import shutil
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +20,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from pydantic import BaseModel, ConfigDict, Field
 
+from gaptune.data.atomic import publish_directory
 from gaptune.data.sample import Sample
 from gaptune.training.batching import training_batch
 from gaptune.training.in_context import pick_demonstrations
@@ -171,13 +169,9 @@ def train_candidate(
 
 
 def _save(model: Any, info: AdapterInfo, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    model.save_pretrained(staging)
-    (staging / ADAPTER_META).write_text(info.model_dump_json(indent=2))
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
+    with publish_directory(target) as staging:
+        model.save_pretrained(staging)
+        (staging / ADAPTER_META).write_text(info.model_dump_json(indent=2))
 
 
 def trainable_fraction(student_path: str | Path, kind: CandidateKind, config: TrainerConfig) -> float:

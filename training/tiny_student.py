@@ -14,8 +14,6 @@ import hashlib
 import json
 import math
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -32,6 +30,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from gaptune.data.atomic import publish_directory
 from gaptune.data.world.families import FAMILIES, generate
 from gaptune.data.world.scene import CELL, IMAGE_SIZE
 from gaptune.data.world.world import pretraining_mix
@@ -209,14 +208,11 @@ def build_tiny_student(cache_dir: Path, config: TinyStudentConfig | None = None,
     processor = build_processor(tokenizer)
     model = build_model(config, tokenizer)
     curve = pretrain(model, processor, config)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    model.save_pretrained(staging)
-    processor.save_pretrained(staging)
-    (staging / "gaptune_student.json").write_text(json.dumps({"config": config.model_dump(), "loss_curve": curve}, indent=2))
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
+    with publish_directory(target) as staging:
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        (staging / "gaptune_student.json").write_text(
+            json.dumps({"config": config.model_dump(), "loss_curve": curve}, indent=2))
     return target
 
 
