@@ -2,15 +2,17 @@
 
 `random` is the paper's main comparison (same budget, no targeting); `full`
 is all pool data; `task-skills` knows the target task's skills from its gold
-rationales but ignores the student's errors, which asks whether the errors
-add anything over knowing the task.
+rationales but ignores the student's errors (its profile goes through the
+same retriever), which asks whether the errors add anything over knowing the
+task; `fixed` replays a given list (the ceiling's target samples, or another
+student's selection for the swap test).
 """
 
 from __future__ import annotations
 
 import random as random_module
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 from gaptune.agents.retriever import Selection, SelectionItem
 from gaptune.data.sample import Sample
@@ -35,37 +37,24 @@ def full_selection(pool_ids: Sequence[str], used: Iterable[str] = ()) -> Selecti
     return Selection(strategy="full", budget=len(items), allocation={}, items=items)
 
 
-def target_skill_weights(target: Iterable[Sample]) -> dict[str, float]:
-    """Each skill's share of the gold rationale steps of the target samples (e.g. the probe split)."""
-    counts = Counter(step.skill for sample in target for step in sample.steps or [])
-    total = sum(counts.values())
-    if total == 0:
-        raise ValueError("task-skills needs target samples with gold rationale steps; none of them has any")
-    return {skill: count / total for skill, count in counts.items()}
+def target_skill_counts(target: Iterable[Sample]) -> dict[str, int]:
+    """How many gold rationale steps of the target samples (e.g. the probe split) exercise each skill.
 
-
-def task_skills_selection(
-    pool_skills: Mapping[str, Sequence[str]],
-    target: Iterable[Sample],
-    budget: int,
-    used: Iterable[str] = (),
-    *,
-    seed: int,
-) -> Selection:
-    """`budget` unused pool samples whose skills overlap the target's, ignoring the student's errors.
-
-    A sample scores the summed step share of the target skills it teaches, so
-    samples teaching more (and more frequent) target skills come first; equal
-    scores are ordered by a seeded shuffle rather than by pool order.
+    This is the static arm's gap profile: fed to the same retriever as the
+    student's error profile, so the two arms differ only in where the profile
+    comes from (the task's gold steps, or the student's errors).
     """
-    weights = target_skill_weights(target)
+    counts = Counter(step.skill for sample in target for step in sample.steps or [])
+    if not counts:
+        raise ValueError("task-skills needs target samples with gold rationale steps; none of them has any")
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def fixed_selection(ids: Sequence[str], budget: int, used: Iterable[str] = (), *, strategy: str) -> Selection:
+    """The next `budget` unused ids of a given list, in its order (the ceiling's target samples, a swapped selection)."""
     excluded = set(used)
-    ids = [sample_id for sample_id in pool_skills if sample_id not in excluded]
-    random_module.Random(seed).shuffle(ids)
-    scored = [(sum(weights.get(skill, 0.0) for skill in set(pool_skills[s])), s) for s in ids]
-    ranked = sorted((pair for pair in scored if pair[0] > 0), key=lambda pair: -pair[0])[:budget]
-    items = [SelectionItem(sample_id=sample_id, gap=", ".join(sorted(set(pool_skills[sample_id]) & set(weights))),
-                           query="", method="task-skills", score=round(score, 6), rank=rank)
-             for rank, (score, sample_id) in enumerate(ranked, start=1)]
-    return Selection(strategy="task-skills", budget=budget, allocation={}, items=items,
+    chosen = [sample_id for sample_id in ids if sample_id not in excluded][:budget]
+    items = [SelectionItem(sample_id=sample_id, gap="", query="", method=strategy, score=0.0, rank=rank)
+             for rank, sample_id in enumerate(chosen, start=1)]
+    return Selection(strategy=strategy, budget=budget, allocation={}, items=items,
                      shortfall={"": budget - len(items)} if len(items) < budget else {})

@@ -18,7 +18,8 @@ from gaptune.agents.prompt_critic import locate_by_prompt
 from gaptune.agents.reference_teacher import ReferenceTeacher
 from gaptune.agents.skill_analyst import SkillAnalyst
 from gaptune.agents.teacher import Critic, TeacherError
-from gaptune.agents.teacher_config import BackendConfig, ReferenceBackend, TeacherConfig
+from gaptune.agents.step_reader import StepReaderTeacher
+from gaptune.agents.teacher_config import BackendConfig, ReaderBackend, ReferenceBackend, TeacherConfig
 from gaptune.data.attempt import Attempt
 from gaptune.data.sample import Sample
 from gaptune.tools.critique import Critique, Usage
@@ -104,6 +105,8 @@ def _critic(config: BackendConfig, name: str, teacher: TeacherConfig, analyst: S
         reference = ReferenceTeacher()
         reference.name = name
         return reference
+    if isinstance(config, ReaderBackend):
+        return StepReaderTeacher(name, locate=config.locate)
     backend = build_backend(config, cache_dir=cache_dir, cache=teacher.cache, limiter=limiter)
     method = "prompt" if teacher.method == "reference" else teacher.method
     return LLMCritic(name, backend, method=method, analyst=analyst,
@@ -116,6 +119,8 @@ def backend_name(config: BackendConfig) -> str:
         return config.name
     if isinstance(config, ReferenceBackend):
         return "reference"
+    if isinstance(config, ReaderBackend):
+        return "reader" if config.locate == "first-wrong" else f"reader-{config.locate}"
     return f"{config.backend}:{config.model.rstrip('/').rsplit('/', 1)[-1]}"
 
 

@@ -15,6 +15,8 @@ import math
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from gaptune.tools.chroma_index import ChromaConfig
@@ -30,6 +32,9 @@ class RetrievalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Method = "fused"
+    # skill: one query per gap label (the method); step-text: the student's wrong step
+    # as written is the query (ablation: retrieval without skill analysis).
+    query: Literal["skill", "step-text"] = "skill"
     rrf_k: int = Field(default=DEFAULT_RRF_K, ge=1)
     oversample: float = Field(default=2.0, ge=1.0)
     embedding_model: str = DEFAULT_EMBEDDING_MODEL

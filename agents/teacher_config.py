@@ -25,6 +25,19 @@ class ReferenceBackend(BaseModel):
     name: str | None = None
 
 
+class ReaderBackend(BaseModel):
+    """Gold rationale step *texts* as the teacher, never their skill labels (see `agents/step_reader.py`).
+
+    `locate: random` is the ablation of mistake identification.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["reader"] = "reader"
+    name: str | None = None
+    locate: Literal["first-wrong", "random"] = "first-wrong"
+
+
 class OpenAIBackend(BaseModel):
     """Any OpenAI-compatible chat endpoint: OpenAI itself, vLLM, `transformers serve`, llama.cpp.
 
@@ -75,12 +88,15 @@ class HFBackend(BaseModel):
     price_out_per_1m: float | None = Field(default=None, ge=0)
 
 
-BackendConfig = Annotated[ReferenceBackend | OpenAIBackend | HFBackend, Field(discriminator="backend")]
+BackendConfig = Annotated[ReferenceBackend | ReaderBackend | OpenAIBackend | HFBackend, Field(discriminator="backend")]
+GoldStepBackends = (ReferenceBackend, ReaderBackend)
 LLMBackendConfig = Annotated[OpenAIBackend | HFBackend, Field(discriminator="backend")]
 
 
-def _default_critic() -> ReferenceBackend | OpenAIBackend | HFBackend:
-    return ReferenceBackend()
+def _default_critic() -> ReferenceBackend | ReaderBackend | OpenAIBackend | HFBackend:
+    # The reader, not the reference: the reference reads the gold steps' skill
+    # labels, which makes diagnosis an identity map onto the pool's vocabulary.
+    return ReaderBackend()
 
 
 class TeacherConfig(BaseModel):
@@ -115,7 +131,7 @@ class TeacherConfig(BaseModel):
                         "has vision: true, which answer-switch does not use (set vision: false or method: prompt)"
                     )
         if self.method == "reference":
-            llm = [c for c in self.critics if not isinstance(c, ReferenceBackend)]
+            llm = [c for c in self.critics if not isinstance(c, GoldStepBackends)]
             if llm:
                 raise ValueError(
                     "teacher.method is 'reference' but teacher.critics has LLM backends "

@@ -17,8 +17,10 @@ from gaptune.graph.run_dir import RunDir
 app = typer.Typer(help="Adapt a multimodal model to a task by tuning on the skills it lacks.", no_args_is_help=True)
 world_app = typer.Typer(help="The built-in synthetic world and its tiny student.", no_args_is_help=True)
 pool_app = typer.Typer(help="Pool annotation and indexing.", no_args_is_help=True)
+bench_app = typer.Typer(help="Experiments that test the method's claims.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
 app.add_typer(pool_app, name="pool")
+app.add_typer(bench_app, name="bench")
 console = Console()
 
 
@@ -244,6 +246,44 @@ def pool_annotate(config: Path, out: Annotated[Path, typer.Option(help="annotate
     report_ = annotate_pool(res.pool.values(), resolved.teacher, cache_dir=res.cache_dir / "teacher")
     written = write_llava(report_.samples, out)
     console.print(f"annotated pool: {written} samples -> {out}; {report_.model_dump(exclude={'samples'})}")
+
+
+@bench_app.command("efficiency")
+def bench_efficiency(spec: Annotated[Optional[Path], typer.Argument(help="bench spec YAML; omit for the committed table")] = None,
+                     out: Annotated[Path, typer.Option(help="where runs and the table go")] = Path("bench/efficiency"),
+                     students_table: Annotated[bool, typer.Option(help="also write students.md (per-skill accuracy)")] = True,
+                     per_family: Annotated[int, typer.Option(help="pool samples per family for students.md")] = 50) -> None:
+    """Error-driven against every other arm: two students, budgets, seeds; resumable (finished runs are kept)."""
+    from gaptune.data.atomic import write_text_atomic
+    from gaptune.graph.efficiency import load_spec, run_cells, student_skills_markdown, write_outputs
+    from gaptune.graph.resources import Resources
+
+    try:
+        resolved = load_spec(spec)
+    except ConfigError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from error
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "spec.yaml", yaml_dump(resolved.model_dump(mode="json")))
+
+    if students_table:
+        def evaluate(overrides: list[str], samples: list[Any]) -> Any:
+            res = Resources(load_config(None, overrides), _scratch_run(), console=console)
+            return res.evaluate(None, "pool", samples)
+
+        write_text_atomic(out / "students.md", student_skills_markdown(resolved, per_family, resolved.overrides, evaluate))
+    run_cells(resolved, out, console=console, on_finished=lambda: write_outputs(resolved, out))
+    wall = time.perf_counter() - started
+    rows = write_outputs(resolved, out, wall_s=wall)
+    console.print((out / "table.md").read_text())
+    console.print(f"{len(rows)} runs in the table; this invocation took {wall:.0f} s; see {out}")
+
+
+def yaml_dump(data: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,12 @@ from gaptune.data.world.world import DEFAULT_POOL_SIZE, DEFAULT_SPLIT_SIZES, TAS
 from gaptune.training.lora_trainer import TrainerConfig
 from gaptune.training.tiny_student import TinyStudentConfig
 
-Selection = Literal["error-driven", "random", "full", "task-skills"]
+# error-driven: the student's errors pick the data (the method). Arms that do not read errors:
+# probe-only (no pool data), random, full (the whole pool), task-skills (the same retriever,
+# fed the target's gold skill shares), ceiling (the same budget of true target-task samples),
+# fixed (the pool ids in `selection_ids`, e.g. another student's error-driven choice: the swap test).
+Selection = Literal["error-driven", "random", "full", "task-skills", "probe-only", "ceiling", "fixed"]
+Mining = Literal["held-out", "all"]
 
 
 class ConfigError(ValueError):
@@ -36,10 +41,14 @@ class TaskConfig(BaseModel):
     probe: str | None = None
     val: str | None = None
     test: str | None = None
+    # True target-task training data for the `ceiling` arm (a world task draws its own).
+    ceiling: str | None = None
     image_root: str | None = None
     probe_size: int = DEFAULT_SPLIT_SIZES["probe"]
     val_size: int = DEFAULT_SPLIT_SIZES["val"]
     test_size: int = DEFAULT_SPLIT_SIZES["test"]
+    # Which draw of the world task's probe and val splits (the test split never changes).
+    draw: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _one_source(self) -> TaskConfig:
@@ -66,6 +75,8 @@ class PoolConfig(BaseModel):
     image_root: str | None = None
     size: int = DEFAULT_POOL_SIZE
     strict: bool = False
+    # Pool families (Sample.task) left out, e.g. the one sharing the target's question template.
+    exclude_families: list[str] = Field(default_factory=list)
 
 
 class StudentConfig(BaseModel):
@@ -92,6 +103,7 @@ class RunConfig(BaseModel):
     seed: int = 0
     world_seed: int = 0
     selection: Selection = "error-driven"
+    selection_ids: str | None = None
     max_rounds: int = Field(default=3, ge=1)
     patience: int = Field(default=2, ge=1)
     min_delta: float = Field(default=0.01, ge=0.0)
@@ -100,6 +112,11 @@ class RunConfig(BaseModel):
     round_budget: int = Field(default=800, ge=1)
     budget: int = Field(default=2400, ge=1)
     include_probe: bool = True
+    # held-out: errors are mined on a part of the probe split that is never trained on
+    # (`mining_fraction` of it); all: mined on the whole probe split, which is also trained
+    # on from round 1 (so later rounds mine on data the student has seen).
+    mining: Mining = "held-out"
+    mining_fraction: float = Field(default=0.5, gt=0.0, lt=1.0)
     max_concurrency: int = Field(default=4, ge=1)
     cache_dir: str = Field(default_factory=default_cache_dir)
     task: TaskConfig = Field(default_factory=TaskConfig)
@@ -108,6 +125,16 @@ class RunConfig(BaseModel):
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+    @model_validator(mode="after")
+    def _selection_inputs(self) -> RunConfig:
+        if self.selection == "fixed" and not self.selection_ids:
+            raise ValueError("selection 'fixed' needs selection_ids: a file with one pool sample id per line")
+        if self.selection != "fixed" and self.selection_ids:
+            raise ValueError(f"selection_ids is only read by selection 'fixed', not {self.selection!r}")
+        if self.selection == "ceiling" and self.task.world is None and self.task.ceiling is None:
+            raise ValueError("selection 'ceiling' needs task.ceiling (target-task training data) for file tasks")
+        return self
 
 
 def _describe(error: ValidationError, source: str) -> str:

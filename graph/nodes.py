@@ -9,14 +9,16 @@ it was based on.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from langgraph.types import Send
 
-from gaptune.agents.baselines import full_selection, random_selection, task_skills_selection
+from gaptune.agents.baselines import fixed_selection, full_selection, random_selection, target_skill_counts
 from gaptune.agents.retriever import Selection, SelectionItem, retrieve, split_budget
 from gaptune.agents.teacher import TeacherError
+from gaptune.data.attempt import Attempt
+from gaptune.data.sample import Sample
 from gaptune.graph.plateau import plateau_update, stop_reason
 from gaptune.graph.resources import Resources
 from gaptune.graph.state import LoopState, RoundRecord
@@ -33,7 +35,7 @@ def start(res: Resources, state: LoopState) -> dict[str, Any]:
     res.save_attempts(res.run.attempts(0, "val"), val.attempts)
     res.save_attempts(res.run.attempts(0, "test"), test.attempts)
     record = RoundRecord(round=0, val_acc=val.accuracy, test_acc=test.accuracy, train_size=0, gaps={},
-                         chosen=None, why="base student", candidates={}, teacher_usage={})
+                         chosen=None, why="base student", candidates={}, teacher_usage={}, diagnosis={})
     res.trace.record("r0/start", round_=0, node="start", agent="evaluator", inputs={"student": str(res.student_path)},
                      output={"val_acc": val.accuracy, "test_acc": test.accuracy})
     return {"round": 0, "history": [record], "best_val": val.accuracy, "stale_rounds": 0, "used": [],
@@ -43,7 +45,7 @@ def start(res: Resources, state: LoopState) -> dict[str, Any]:
 def probe(res: Resources, state: LoopState) -> dict[str, Any]:
     """Mine errors: the current student answers the probe split; wrong answers become cases."""
     round_ = state["round"] + 1
-    evaluation = res.evaluate(state.get("current_adapter"), "probe")
+    evaluation = res.evaluate(state.get("current_adapter"), "probe", res.mining_set)
     res.save_attempts(res.run.attempts(round_, "probe"), evaluation.attempts)
     wrong = [a.sample_id for a in evaluation.attempts if not a.correct]
     res.trace.record(f"r{round_}/probe", round_=round_, node="probe", agent="evaluator",
@@ -51,8 +53,8 @@ def probe(res: Resources, state: LoopState) -> dict[str, Any]:
                      output={"accuracy": evaluation.accuracy, "wrong_cases": wrong})
     update: dict[str, Any] = {"round": round_, "wrong_cases": wrong, "critique_candidates": None, "critiques": None,
                               "teacher_faults": None, "candidates": None, "gap_hits": None, "gaps": {},
-                              "selected": []}
-    if not wrong:
+                              "selected": [], "diagnosis": {}}
+    if not wrong and res.config.selection == "error-driven":
         update["stop_reason"] = "no errors left on the probe split"
     return update
 
@@ -81,16 +83,27 @@ def critique(res: Resources, payload: dict[str, Any]) -> dict[str, Any]:
     res.trace.record(event_id, round_=round_, node="critique", agent=name,
                      inputs={"case": case, "student_output": attempt.output}, output=result.model_dump(),
                      model=result.usage.model, latency_s=time.perf_counter() - started)
-    return {"critique_candidates": [{"critic": name, "critique": result.model_dump()}]}
+    return {"critique_candidates": [{"critic": name, "critique": result.model_dump(),
+                                     "true_skill": true_skill(sample, result.wrong_step)}]}
+
+
+def true_skill(sample: Sample, wrong_step: int | None) -> str | None:
+    """The gold label of the step a critique blamed, when the data has one: kept to score diagnosis, never shown."""
+    if not sample.steps or wrong_step is None:
+        return None
+    return sample.steps[min(wrong_step, len(sample.steps) - 1)].skill
 
 
 def judge(res: Resources, state: LoopState) -> dict[str, Any]:
     """Pick one critique per case: the judge (or agreement voting) when several critics answered."""
     round_ = state["round"]
     by_case: dict[str, list[Critique]] = defaultdict(list)
+    truth: dict[tuple[str, str], str | None] = {}
     order = list(res.critics)
     for entry in sorted(state.get("critique_candidates", []), key=lambda c: order.index(c["critic"])):
-        by_case[entry["critique"]["sample_id"]].append(Critique.model_validate(entry["critique"]))
+        critique_ = Critique.model_validate(entry["critique"])
+        by_case[critique_.sample_id].append(critique_)
+        truth[critique_.sample_id, critique_.teacher] = entry.get("true_skill")
     attempts = res.load_attempts(res.run.attempts(round_, "probe")) if by_case else {}
     chosen = []
     for case in state["wrong_cases"]:
@@ -106,21 +119,46 @@ def judge(res: Resources, state: LoopState) -> dict[str, Any]:
                              inputs={"case": case, "candidates": [c.model_dump() for c in candidates]},
                              output={"chosen": decision.index, "teacher": pick.teacher, "reason": reason},
                              model=decision.usage.model, latency_s=decision.usage.latency_s)
-        chosen.append({**pick.model_dump(), "judge_reason": reason, "judge_usage": usage})
+        chosen.append({**pick.model_dump(), "judge_reason": reason, "judge_usage": usage,
+                       "true_skill": truth.get((case, pick.teacher))})
     return {"critiques": chosen}
 
 
 def classify(res: Resources, state: LoopState) -> dict[str, Any]:
-    """Turn the critiques' free-text missing skills into counted canonical gaps."""
+    """Turn the critiques' free-text missing skills into counted canonical gaps, and score them against the truth.
+
+    `diagnosis` counts how many critiques' mapped gaps equal the blamed gold
+    step's own label (where the data has one). With `selection: task-skills`
+    the gap profile is the target's gold skill shares instead of the errors;
+    with `retrieval.query: step-text` each wrong step's text is its own gap.
+    """
     round_ = state["round"]
-    skills = [c["missing_skill"] for c in state.get("critiques", [])]
+    critiques = state.get("critiques", [])
+    skills = [c["missing_skill"] for c in critiques]
     tool = make_classify_gaps_tool(res.skill_vocabulary, embedding_model=res.config.retrieval.embedding_model)
     result = tool.invoke({"missing_skills": skills}) if skills else {"counts": {}, "mapping": []}
     gap_of_skill = {m["text"]: m["label"] for m in result["mapping"]}
+    scored = [c for c in critiques if c.get("true_skill")]
+    diagnosis = {"matched": sum(gap_of_skill.get(c["missing_skill"]) == c["true_skill"] for c in scored),
+                 "total": len(scored)}
+    gaps, source = result["counts"], "errors"
+    if res.config.selection == "task-skills":
+        gaps, source = target_skill_counts(res.splits["probe"]), "target gold skills (static, errors ignored)"
+    elif res.config.retrieval.query == "step-text":
+        attempts = res.load_attempts(res.run.attempts(round_, "probe")) if critiques else {}
+        gaps = dict(Counter(wrong_step_text(attempts[c["sample_id"]], c["wrong_step"]) for c in critiques))
+        source = "wrong step texts (ablation: no skill analysis)"
     res.trace.record(f"r{round_}/classify", round_=round_, node="classify_gaps", agent="teacher",
-                     inputs={"critiques": [c["sample_id"] for c in state.get("critiques", [])]},
-                     output={"gaps": result["counts"], "mapping": result["mapping"]})
-    return {"gaps": result["counts"], "gap_of_skill": gap_of_skill}
+                     inputs={"critiques": [c["sample_id"] for c in critiques]},
+                     output={"gaps": gaps, "source": source, "mapping": result["mapping"], "diagnosis": diagnosis})
+    return {"gaps": gaps, "gap_of_skill": gap_of_skill, "diagnosis": diagnosis}
+
+
+def wrong_step_text(attempt: Attempt, wrong_step: int | None) -> str:
+    """The student's wrong step as written; its whole output when the step is missing."""
+    if wrong_step is not None and wrong_step < len(attempt.steps):
+        return attempt.steps[wrong_step]
+    return attempt.output or "(no output)"
 
 
 def _round_budget(res: Resources, state: LoopState) -> int:
@@ -129,7 +167,7 @@ def _round_budget(res: Resources, state: LoopState) -> int:
 
 def route_selection(res: Resources, state: LoopState) -> list[Send] | str:
     """Error-driven: one retrieval branch per gap with its share of the budget; baselines select in one step."""
-    if res.config.selection != "error-driven" or not state.get("gaps"):
+    if res.config.selection not in ("error-driven", "task-skills") or not state.get("gaps"):
         return "select_data"
     allocation = split_budget(state["gaps"], _round_budget(res, state))
     if not allocation:
@@ -164,14 +202,14 @@ def merge_selection(res: Resources, state: LoopState) -> dict[str, Any]:
             chosen.update({item.sample_id: item for item in extra.items})
     allocation = {h["gap"]: h["quota"] for h in hits}
     filled = {gap: sum(1 for item in chosen.values() if item.gap == gap) for gap in allocation}
-    selection = Selection(strategy=f"error-driven/{res.config.retrieval.method}", budget=sum(allocation.values()),
+    selection = Selection(strategy=f"{res.config.selection}/{res.config.retrieval.method}", budget=sum(allocation.values()),
                           allocation=allocation, items=list(chosen.values()),
                           shortfall={gap: allocation[gap] - n for gap, n in filled.items() if n < allocation[gap]})
     return _record_selection(res, state, selection)
 
 
 def select_data(res: Resources, state: LoopState) -> dict[str, Any]:
-    """Baselines (random, full, task-skills), or an empty selection when no gap was found."""
+    """Arms that do not retrieve per gap (random, full, ceiling, fixed, probe-only), or an empty selection."""
     round_, config = state["round"], res.config
     used = state.get("used", [])
     budget = _round_budget(res, state)
@@ -180,11 +218,13 @@ def select_data(res: Resources, state: LoopState) -> dict[str, Any]:
         selection = random_selection(list(res.pool), budget, used, seed=seed)
     elif config.selection == "full":
         selection = full_selection(list(res.pool), used)
-    elif config.selection == "task-skills":
-        pool_skills = {sample_id: sample.skills for sample_id, sample in res.pool.items()}
-        selection = task_skills_selection(pool_skills, res.splits["probe"], budget, used, seed=seed)
+    elif config.selection == "ceiling":
+        selection = fixed_selection(list(res.ceiling_samples), budget, used, strategy="ceiling")
+    elif config.selection == "fixed":
+        selection = fixed_selection(res.fixed_ids, budget, used, strategy="fixed")
     else:
-        selection = Selection(strategy="error-driven", budget=budget, allocation={}, items=[])
+        selection = Selection(strategy=config.selection, budget=0 if config.selection == "probe-only" else budget,
+                              allocation={}, items=[])
     return _record_selection(res, state, selection)
 
 
@@ -200,7 +240,7 @@ def _record_selection(res: Resources, state: LoopState, selection: Selection) ->
                      output={"strategy": selection.strategy, "allocation": selection.allocation,
                              "shortfall": selection.shortfall, "items": [i.model_dump() for i in selection.items]})
     update: dict[str, Any] = {"selected": selection.sample_ids, "used": [*used, *selection.sample_ids]}
-    if not selection.items:
+    if not selection.items and res.config.selection != "probe-only":
         update["stop_reason"] = "nothing new to train on: no gap found, or the pool has no unused sample for it"
     return update
 
@@ -215,9 +255,7 @@ def route_candidates(res: Resources, state: LoopState) -> list[Send] | str:
 
 def train(res: Resources, payload: dict[str, Any]) -> dict[str, Any]:
     round_, kind = payload["round"], payload["candidate"]
-    train_set = [res.pool[sample_id] for sample_id in payload["used"]]
-    if res.config.include_probe:
-        train_set += res.splits["probe"]
+    train_set = [res.training_sample(sample_id) for sample_id in payload["used"]] + res.probe_training_set
     adapter = res.run.adapter(round_, kind)
     started = time.perf_counter()
     info = train_candidate(res.student_path, kind, train_set, adapter, res.config.trainer,
@@ -261,7 +299,7 @@ def choose(res: Resources, state: LoopState) -> dict[str, Any]:
     record = RoundRecord(round=round_, val_acc=best["val_acc"], test_acc=test.accuracy, train_size=best["train_size"],
                          gaps=state.get("gaps", {}), chosen=best["candidate"], why=why,
                          candidates={c["candidate"]: c["val_acc"] for c in candidates},
-                         teacher_usage=_usage_totals(state))
+                         teacher_usage=_usage_totals(state), diagnosis=state.get("diagnosis", {}))
     reason = stop_reason(round_=round_, max_rounds=config.max_rounds, stale_rounds=stale, patience=config.patience,
                          used=len(state.get("used", [])), budget=config.budget, selection=config.selection)
     res.trace.record(f"r{round_}/choose", round_=round_, node="choose", agent="selector",

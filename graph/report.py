@@ -22,9 +22,11 @@ def metrics_from_state(config: Any, state: dict[str, Any]) -> dict[str, Any]:
         "rounds": [
             {"round": r["round"], "val_acc": r["val_acc"], "test_acc": r["test_acc"], "train_size": r["train_size"],
              "gaps": r["gaps"], "chosen": r["chosen"], "why": r["why"], "candidates": r["candidates"],
-             "teacher_usage": r["teacher_usage"]}
+             "teacher_usage": r["teacher_usage"], "diagnosis": r.get("diagnosis", {})}
             for r in state.get("history", [])
         ],
+        # The selected sample ids (pool or ceiling), in selection order: what an arm trained on beside the probe.
+        "used": state.get("used", []),
     }
 
 

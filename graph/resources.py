@@ -26,7 +26,7 @@ from gaptune.data.loaders import load_samples
 from gaptune.data.sample import Sample
 from gaptune.data.world.families import SKILL_DESCRIPTIONS
 from gaptune.data.world.world import pool as world_pool
-from gaptune.data.world.world import task_split
+from gaptune.data.world.world import CEILING_START, DRAW_STRIDE, task_split
 from gaptune.graph.config import RunConfig
 from gaptune.graph.run_dir import RunDir
 from gaptune.graph.trace import Trace
@@ -41,8 +41,14 @@ from gaptune.training.tiny_student import build_tiny_student, tiny_student_path
 def _load_split(config: RunConfig, split: str) -> list[Sample]:
     task = config.task
     if task.world is not None:
-        return task_split(task.world, split, config.world_seed, getattr(task, f"{split}_size"))
+        start = 0 if split == "test" else task.draw * DRAW_STRIDE
+        return task_split(task.world, split, config.world_seed, getattr(task, f"{split}_size"), start=start)
     return load_samples(getattr(task, split), image_root=task.image_root, strict=True).samples
+
+
+def _in_mining_part(sample_id: str, fraction: float) -> bool:
+    """A stable split of the probe by id hash: the part errors are mined on, never trained on."""
+    return int(hashlib.sha256(sample_id.encode()).hexdigest()[:8], 16) / 0x1_0000_0000 < fraction
 
 
 def _file_identity(path: str | None) -> list[int] | None:
@@ -90,9 +96,53 @@ class Resources:
         return {s.id: s for s in self.splits["probe"]}
 
     @cached_property
+    def mining_set(self) -> list[Sample]:
+        """The probe samples errors are mined on (all of them with `mining: all`)."""
+        if self.config.mining == "all":
+            return self.splits["probe"]
+        return [s for s in self.splits["probe"] if _in_mining_part(s.id, self.config.mining_fraction)]
+
+    @cached_property
+    def probe_training_set(self) -> list[Sample]:
+        """The probe samples every arm trains on (with `include_probe`): never the mined ones when held out."""
+        if not self.config.include_probe:
+            return []
+        mined = {s.id for s in self.mining_set} if self.config.mining == "held-out" else set()
+        return [s for s in self.splits["probe"] if s.id not in mined]
+
+    @cached_property
+    def ceiling_samples(self) -> dict[str, Sample]:
+        """True target-task samples for the `ceiling` arm: drawn beside the probe split, never in val or test."""
+        task = self.config.task
+        if task.world is not None:
+            start = CEILING_START + task.draw * DRAW_STRIDE
+            samples = task_split(task.world, "probe", self.config.world_seed, self.config.budget, start=start)
+        else:
+            samples = load_samples(task.ceiling, image_root=task.image_root, strict=True).samples
+        return {s.id: s for s in samples}
+
+    @cached_property
+    def fixed_ids(self) -> list[str]:
+        """The pool ids a `fixed` selection trains on, in file order; unknown ids are an error naming the file."""
+        path = Path(self.config.selection_ids or "")
+        try:
+            ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        except FileNotFoundError as error:
+            raise ValueError(f"selection_ids: {path} does not exist") from error
+        unknown = [sample_id for sample_id in ids if sample_id not in self.pool]
+        if unknown:
+            raise ValueError(f"selection_ids: {len(unknown)} ids of {path} are not in the pool (e.g. {unknown[0]!r})")
+        return ids
+
+    def training_sample(self, sample_id: str) -> Sample:
+        """A selected sample: from the pool, or for the ceiling arm from the target task."""
+        return self.pool[sample_id] if sample_id in self.pool else self.ceiling_samples[sample_id]
+
+    @cached_property
     def pool(self) -> dict[str, Sample]:
+        excluded = set(self.config.pool.exclude_families)
         if self.config.pool.path is None:
-            return {s.id: s for s in world_pool(self.config.world_seed, self.config.pool.size)}
+            return {s.id: s for s in world_pool(self.config.world_seed, self.config.pool.size, excluded)}
         result = load_samples(self.config.pool.path, image_root=self.config.pool.image_root, strict=self.config.pool.strict)
         if result.skipped:
             self.console.print(f"[yellow]pool: skipped {result.skipped} bad rows of {self.config.pool.path}[/]")
@@ -100,7 +150,7 @@ class Resources:
                               inputs={"path": self.config.pool.path}, output={
                                   "skipped": result.skipped,
                                   "problems": [p.describe() for p in result.problems[:50]]})
-        return {s.id: s for s in result.samples}
+        return {s.id: s for s in result.samples if s.task not in excluded}
 
     @cached_property
     def skill_vocabulary(self) -> dict[str, str]:
@@ -134,13 +184,14 @@ class Resources:
         return build_judge(self.config.teacher, cache_dir=self.cache_dir / "teacher")
 
     def check_teacher_fits_data(self) -> None:
-        """The reference teacher reads gold rationale steps: refuse a task without them before any work."""
+        """The reference and reader teachers read gold rationale steps: refuse a task without them before any work."""
         teacher = self.config.teacher
-        uses_reference = any(c.backend == "reference" for c in [*teacher.critics, *filter(None, [teacher.fallback])])
+        gold_readers = [c.backend for c in [*teacher.critics, *filter(None, [teacher.fallback])]
+                        if c.backend in ("reference", "reader")]
         missing = [s.id for s in self.splits["probe"] if not s.steps]
-        if uses_reference and missing:
+        if gold_readers and missing:
             raise ValueError(
-                f"the reference teacher needs gold rationale steps, but {len(missing)} probe samples have none "
+                f"the {gold_readers[0]} teacher needs gold rationale steps, but {len(missing)} probe samples have none "
                 f"(e.g. {missing[0]!r}); configure an LLM critic in teacher.critics (see docs/teachers.md)"
             )
 

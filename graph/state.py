@@ -26,6 +26,7 @@ class RoundRecord(TypedDict):
     why: str
     candidates: dict[str, float]
     teacher_usage: dict[str, float | None]
+    diagnosis: dict[str, int]
 
 
 class LoopState(TypedDict, total=False):
@@ -37,6 +38,7 @@ class LoopState(TypedDict, total=False):
     teacher_faults: Annotated[list[dict[str, Any]], extend_or_reset]
     gaps: dict[str, int]
     gap_of_skill: dict[str, str]
+    diagnosis: dict[str, int]
     gap_hits: Annotated[list[dict[str, Any]], extend_or_reset]
     selected: list[str]
     used: list[str]

@@ -10,7 +10,7 @@ def test_embedded_default_is_the_world_error_driven_loop() -> None:
     assert config.task.world == "compare-counts"
     assert config.selection == "error-driven"
     assert config.student.path is None
-    assert config.teacher.critics[0].backend == "reference"
+    assert config.teacher.critics[0].backend == "reader"
 
 
 def test_overrides_reach_nested_fields_and_parse_yaml_values() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gaptune.agents.baselines import full_selection, random_selection, task_skills_selection, target_skill_weights
+from gaptune.agents.baselines import fixed_selection, full_selection, random_selection, target_skill_counts
 from gaptune.agents.retriever import RetrievalConfig, split_budget
 from gaptune.data.world.world import task_split
 
@@ -54,14 +54,15 @@ def test_full_selection_is_every_unused_id_in_order() -> None:
     assert full_selection(["a", "b", "c", "d"], {"b"}).sample_ids == ["a", "c", "d"]
 
 
-def test_task_skills_ranks_by_overlap_with_gold_steps() -> None:
+def test_task_skills_profile_counts_gold_steps_per_skill() -> None:
     target = task_split("compare-counts", "probe", size=20)
-    weights = target_skill_weights(target)
-    assert set(weights) == {"counting", "comparison"} and weights["counting"] > weights["comparison"]
-    pool_skills = {"both": ["comparison", "counting"], "count": ["counting"], "cmp": ["comparison"],
-                   "colour": ["colour"], "used": ["counting", "comparison"]}
-    selection = task_skills_selection(pool_skills, target, 3, {"used"}, seed=0)
-    assert selection.sample_ids == ["both", "count", "cmp"]
-    assert selection.items[0].gap == "comparison, counting"
-    assert selection.items[0].score == pytest.approx(1.0)
-    assert task_skills_selection(pool_skills, target, 10, {"used"}, seed=0).shortfall == {"": 7}
+    # compare-counts: two counting steps and one comparison step per sample.
+    assert target_skill_counts(target) == {"counting": 40, "comparison": 20}
+    with pytest.raises(ValueError, match="gold rationale steps"):
+        target_skill_counts([target[0].model_copy(update={"steps": None})])
+
+
+def test_fixed_selection_replays_a_list_in_order_without_used_ids() -> None:
+    selection = fixed_selection(["a", "b", "c", "d"], 2, {"a"}, strategy="fixed")
+    assert selection.sample_ids == ["b", "c"] and selection.strategy == "fixed" and not selection.shortfall
+    assert fixed_selection(["a", "b"], 5, (), strategy="ceiling").shortfall == {"": 3}

@@ -13,16 +13,21 @@ from gaptune.agents.critics import build_critics
 from gaptune.agents.judge import VotingJudge, build_judge
 from gaptune.agents.reference_teacher import ReferenceTeacher
 from gaptune.agents.structured_output import extract_json
+from gaptune.agents.step_reader import StepReaderTeacher
 from gaptune.agents.teacher_config import HFBackend, OpenAIBackend, TeacherConfig
 from gaptune.tools.critique import Usage
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "smollm2_teacher.yaml"
 
 
-def test_defaults_reproduce_the_reference_teacher(tmp_path: Path) -> None:
+def test_default_critic_is_the_label_blind_reader(tmp_path: Path) -> None:
     config = TeacherConfig()
     critics = build_critics(config, cache_dir=tmp_path)
-    assert len(critics) == 1 and isinstance(critics[0], ReferenceTeacher) and critics[0].name == "reference"
+    assert len(critics) == 1 and isinstance(critics[0], StepReaderTeacher) and critics[0].name == "reader"
+    oracle = build_critics(TeacherConfig.model_validate({"critics": [{"backend": "reference"}]}), cache_dir=tmp_path)
+    assert isinstance(oracle[0], ReferenceTeacher) and oracle[0].name == "reference"
+    ablation = TeacherConfig.model_validate({"critics": [{"backend": "reader", "locate": "random"}]})
+    assert build_critics(ablation, cache_dir=tmp_path)[0].name == "reader-random"
     assert isinstance(build_judge(config, cache_dir=tmp_path), VotingJudge)
     assert config.annotator is None and config.fallback is None and config.cache
 

@@ -17,7 +17,7 @@ import random
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from tokenizers import ByteLevelBPETokenizer
 from transformers import (
@@ -33,7 +33,7 @@ from transformers import (
 from gaptune.data.atomic import publish_directory
 from gaptune.data.world.families import FAMILIES, generate
 from gaptune.data.world.scene import CELL, IMAGE_SIZE
-from gaptune.data.world.world import pretraining_mix
+from gaptune.data.world.world import DEFAULT_MIX, PRETRAIN_MIXES, pretraining_mix
 from gaptune.training.batching import training_batch
 from gaptune.training.prompting import INSTRUCTION, question_text
 
@@ -67,6 +67,8 @@ class TinyStudentConfig(BaseModel):
 
     world_seed: int = 0
     seed: int = 0
+    # Which skills the student is weak in: a key of the world's PRETRAIN_MIXES.
+    mix: str = DEFAULT_MIX
     vocab_size: int = 640
     vision_hidden: int = 64
     vision_layers: int = 1
@@ -80,6 +82,13 @@ class TinyStudentConfig(BaseModel):
     # reading the image tokens (a single object's colour stayed at chance);
     # at 5e-4 it reads it perfectly within 200 steps.
     learning_rate: float = 5e-4
+
+    @field_validator("mix")
+    @classmethod
+    def _known_mix(cls, value: str) -> str:
+        if value not in PRETRAIN_MIXES:
+            raise ValueError(f"unknown pretraining mix {value!r}; expected one of {', '.join(PRETRAIN_MIXES)}")
+        return value
 
     def fingerprint(self) -> str:
         recipe = f"{RECIPE_VERSION}/{self.model_dump_json()}"
@@ -154,7 +163,7 @@ def build_model(config: TinyStudentConfig, tokenizer: PreTrainedTokenizerFast) -
 
 def pretrain(model: LlavaForConditionalGeneration, processor: LlavaProcessor, config: TinyStudentConfig) -> list[float]:
     """Train every weight on the skewed pretraining mix; returns the loss curve (one value per 50 steps)."""
-    samples = pretraining_mix(config.world_seed, config.pretrain_samples)
+    samples = pretraining_mix(config.world_seed, config.pretrain_samples, mix=config.mix)
     rng = random.Random(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
     warmup = max(1, config.steps // 20)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from functools import lru_cache
 
 from PIL import Image
@@ -31,15 +31,29 @@ POOL_WEIGHTS = {
     "count-colour": 1.5, "count-shape": 1.5, "more-shapes": 1.5, "relation-at": 2,
 }
 
-# The student's pretraining mix: counting and spatial relations are rare (<= 0.5%
-# in all, the prototypes' threshold for a real weakness), and each target task's
-# format appears at ~1% (with no format exposure a tiny model stays near 0% on it).
-PRETRAIN_WEIGHTS = {
-    "colour-at": 11, "shape-at": 11, "size-at": 9, "exists": 11, "locate": 11, "scan": 30,
-    "shape-of-colour": 10, "same-colour": 8, "bigger": 8, "spot-difference": 8, "what-changed": 8.3,
-    "count-colour": 0.1, "count-shape": 0.1, "more-shapes": 0.1, "relation-at": 0.2,
-    "compare-counts": 1, "relative-position": 1, "colour-count": 1, "changed-relation": 1,
+# The students' pretraining mixes. Each makes some skills rare (<= 0.5% in all,
+# the prototypes' threshold for a real weakness) and shows each target task's
+# format at ~1% (with no format exposure a tiny model stays near 0% on it).
+# Two mixes with different rare skills give two students that need different
+# data for the same target: the crossover a static choice of data cannot give.
+_TARGET_FORMATS = {"compare-counts": 1, "relative-position": 1, "colour-count": 1, "changed-relation": 1}
+PRETRAIN_MIXES: dict[str, dict[str, float]] = {
+    # The embedded default's student: counting and spatial relations rare.
+    "counting-spatial-rare": {
+        "colour-at": 11, "shape-at": 11, "size-at": 9, "exists": 11, "locate": 11, "scan": 30,
+        "shape-of-colour": 10, "same-colour": 8, "bigger": 8, "spot-difference": 8, "what-changed": 8.3,
+        "count-colour": 0.1, "count-shape": 0.1, "more-shapes": 0.1, "relation-at": 0.2, **_TARGET_FORMATS,
+    },
+    # Finding a named object rare (locate, scan, shape-of-colour); counting and
+    # spatial relations common. Perception stays trained: colour-at, shape-at,
+    # size-at and exists still tie every cell to what is in it.
+    "localisation-rare": {
+        "colour-at": 11, "shape-at": 11, "size-at": 9, "exists": 11, "locate": 0.1, "scan": 0.1,
+        "shape-of-colour": 0.1, "same-colour": 8, "bigger": 8, "spot-difference": 8, "what-changed": 8.3,
+        "count-colour": 4, "count-shape": 4, "more-shapes": 1, "relation-at": 4, **_TARGET_FORMATS,
+    },
 }
+DEFAULT_MIX = "counting-spatial-rare"
 
 TASKS = tuple(TARGET_FAMILIES)
 
@@ -48,13 +62,25 @@ def _rng(seed: int, namespace: str, index: int) -> random.Random:
     return random.Random(f"gaptune-world/{seed}/{namespace}/{index}")
 
 
+def _mixture(namespace: str) -> dict[str, float] | None:
+    """The family weights of a drawn namespace ("pool", "pretrain", "pretrain.<mix>"); None for a task split."""
+    if namespace == "pool":
+        return POOL_WEIGHTS
+    if namespace == "pretrain":
+        return PRETRAIN_MIXES[DEFAULT_MIX]
+    if namespace.startswith("pretrain."):
+        return PRETRAIN_MIXES[namespace.removeprefix("pretrain.")]
+    return None
+
+
+def _is_drawn(namespace: str) -> bool:
+    return _mixture(namespace) is not None
+
+
 def _family_for(seed: int, namespace: str, index: int) -> tuple[str, random.Random]:
     rng = _rng(seed, namespace, index)
-    if namespace == "pool":
-        weights = POOL_WEIGHTS
-    elif namespace == "pretrain":
-        weights = PRETRAIN_WEIGHTS
-    else:
+    weights = _mixture(namespace)
+    if weights is None:
         return namespace.split("/")[0], rng
     return rng.choices(list(weights), weights=list(weights.values()))[0], rng
 
@@ -74,7 +100,7 @@ def _split_bucket(item: Item) -> str:
 def _item(seed: int, namespace: str, index: int) -> tuple[str, Item]:
     family, rng = _family_for(seed, namespace, index)
     item = generate(family, rng)
-    if namespace not in ("pool", "pretrain"):
+    if not _is_drawn(namespace):
         split = namespace.split("/")[1]
         while _split_bucket(item) != split:
             item = generate(family, rng)
@@ -94,7 +120,7 @@ def world_sample(seed: int, namespace: str, index: int) -> Sample:
         steps=[RationaleStep(text=text, skill=skill) for text, skill in item.steps],
         skills=sorted({skill for _, skill in item.steps}),
         task=family,
-        source=f"world:{namespace.split('/')[0] if namespace in ('pool', 'pretrain') else 'target'}",
+        source=f"world:{namespace.split('.')[0] if _is_drawn(namespace) else 'target'}",
     )
 
 
@@ -105,23 +131,41 @@ def render_world_image(ref: str) -> Image.Image:
     return render(item.scenes[int(k)])
 
 
-def pool(seed: int = 0, size: int = DEFAULT_POOL_SIZE) -> Iterator[Sample]:
+def pool(seed: int = 0, size: int = DEFAULT_POOL_SIZE, exclude_families: Collection[str] = ()) -> Iterator[Sample]:
+    """The pool's samples in order; `exclude_families` drops whole families (their ids stay unused)."""
     for index in range(size):
+        if exclude_families and _item(seed, "pool", index)[0] in exclude_families:
+            continue
         yield world_sample(seed, "pool", index)
 
 
-def pretraining_mix(seed: int, size: int, start: int = 0) -> list[Sample]:
-    return [world_sample(seed, "pretrain", index) for index in range(start, start + size)]
+def pretraining_mix(seed: int, size: int, start: int = 0, mix: str = DEFAULT_MIX) -> list[Sample]:
+    """The student's pretraining samples; the default mix keeps its historical namespace (and data)."""
+    if mix not in PRETRAIN_MIXES:
+        raise ValueError(f"unknown pretraining mix {mix!r}; the world's mixes are: {', '.join(PRETRAIN_MIXES)}")
+    namespace = "pretrain" if mix == DEFAULT_MIX else f"pretrain.{mix}"
+    return [world_sample(seed, namespace, index) for index in range(start, start + size)]
 
 
-def task_split(task: str, split: str, seed: int = 0, size: int | None = None) -> list[Sample]:
-    """One split of a target task; splits never share a question about the same scenes (see `_split_bucket`)."""
+# Index offsets: draw d of a split starts at d * DRAW_STRIDE; the ceiling arm's
+# target samples (same bucket as probe, so never in val or test) start higher.
+DRAW_STRIDE = 100_000
+CEILING_START = 10_000_000
+
+
+def task_split(task: str, split: str, seed: int = 0, size: int | None = None, *, start: int = 0) -> list[Sample]:
+    """One split of a target task; splits never share a question about the same scenes (see `_split_bucket`).
+
+    `start` picks another draw of the same split (see DRAW_STRIDE): a new
+    probe/val draw per experiment seed, while the test split stays fixed.
+    """
     if task not in TARGET_FAMILIES:
         raise ValueError(f"unknown world task {task!r}; the world's tasks are: {', '.join(TASKS)}")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     count = DEFAULT_SPLIT_SIZES[split] if size is None else size
-    return [world_sample(seed, f"{task}/{split}", index) for index in range(count)]
+    return [world_sample(seed, f"{task}/{split}", index) for index in range(start, start + count)]
 
 
 assert set(POOL_WEIGHTS) == set(POOL_FAMILIES), "every pool family needs a pool weight"
+assert all(set(mix) == set(POOL_FAMILIES) | set(TARGET_FAMILIES) for mix in PRETRAIN_MIXES.values())

@@ -1,0 +1,77 @@
+"""`gaptune bench efficiency` at CI size: one target, one budget, two arms, tiny student and splits."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gaptune.graph.cli import app
+from gaptune.graph.efficiency import Cell, EfficiencySpec, plan
+
+pytestmark = pytest.mark.slow
+
+
+def test_plan_runs_swaps_after_both_students_error_driven_runs() -> None:
+    spec = EfficiencySpec(arms=["swap", "random", "error-driven"], extra_budgets=[100], seeds=[0, 1])
+    cells = plan(spec)
+    keys = [c.key for c in cells]
+    assert len(cells) == len(set(keys)) == 2 * (2 * 3 + 2 * 3)
+    for cell in cells:
+        if cell.arm == "swap":
+            position = cells.index(cell)
+            for student in spec.students:
+                donor = Cell(student=student, budget=cell.budget, arm="error-driven", seed=cell.seed)
+                assert cells.index(donor) < position
+    assert [c.seed for c in cells] == sorted(c.seed for c in cells), "seed by seed"
+
+
+def test_spec_errors_name_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "spec.yaml"
+    bad.write_text(yaml.safe_dump({"arms": ["error-driven", "magic"]}))
+    result = CliRunner().invoke(app, ["bench", "efficiency", str(bad), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "unknown arm 'magic'" in result.output
+    bad.write_text(yaml.safe_dump({"arms": ["random"]}))
+    result = CliRunner().invoke(app, ["bench", "efficiency", str(bad), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "must include 'error-driven'" in result.output
+
+
+def test_ci_sized_table_is_written_and_a_rerun_skips_finished_runs(tmp_path: Path, cache_dir: Path,
+                                                                   tiny_student: Path) -> None:
+    spec = {
+        "task": "compare-counts", "students": {"a": "counting-spatial-rare"},
+        "arms": ["error-driven", "random"], "budget": 40, "extra_budgets": [], "seeds": [0], "pool_size": 3000,
+        "bootstrap_resamples": 200,
+        "overrides": [f"cache_dir={cache_dir}", "student.tiny.steps=120", "student.tiny.pretrain_samples=4000",
+                      "student.tiny.text_layers=2", "student.tiny.batch_size=32", "student.tiny.learning_rate=2e-3",
+                      "task.probe_size=30", "task.val_size=30", "task.test_size=30",
+                      "trainer.epochs=1", "trainer.batch_size=16"],
+    }
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["bench", "efficiency", str(spec_file), "--out", str(out), "--per-family", "4"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert sorted(r["arm"] for r in rows) == ["error-driven", "random"]
+    assert all(r["pool_samples"] == "40" and r["stop_reason"] for r in rows)
+    driven = next(r for r in rows if r["arm"] == "error-driven")
+    assert int(driven["diagnosis_total"]) > 0 and int(driven["diagnosis_matched"]) <= int(driven["diagnosis_total"])
+    table = (out / "table.md").read_text()
+    assert "| base |" in table and "| **error-driven** |" in table and "[" in table.split("| random |")[1]
+    composition = (out / "composition.md").read_text()
+    assert "counting" in composition and "more-shapes" in composition
+    assert "| counting |" in (out / "students.md").read_text()
+    assert (out / "efficiency.png").stat().st_size > 0
+    run_config = yaml.safe_load((out / "runs/a/b40/random/s0/config.yaml").read_text())
+    assert run_config["selection"] == "random" and run_config["max_rounds"] == 1 and run_config["task"]["draw"] == 0
+    metrics = out / "runs/a/b40/error-driven/s0/metrics.json"
+    assert len(json.loads(metrics.read_text())["used"]) == 40
+    before = metrics.stat().st_mtime_ns
+    again = CliRunner().invoke(app, ["bench", "efficiency", str(spec_file), "--out", str(out), "--no-students-table"])
+    assert again.exit_code == 0, again.output
+    assert metrics.stat().st_mtime_ns == before and "(1/2)" not in again.output
