@@ -74,7 +74,7 @@ class EfficiencySpec(BaseModel):
     task: str = "compare-counts"
     # Student name -> pretraining mix (a key of the world's PRETRAIN_MIXES).
     students: dict[str, str] = Field(default_factory=lambda: {
-        "count-weak": "counting-spatial-rare", "locate-weak": "localisation-rare"})
+        "count-weak": "counting-spatial-rare", "compare-weak": "comparison-rare"})
     arms: list[str] = Field(default_factory=lambda: [
         "error-driven", "probe-only", "random", "task-skills", "oracle", "random-step", "step-query",
         "ceiling", "swap"])

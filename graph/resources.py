@@ -11,7 +11,7 @@ import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,12 @@ def _load_split(config: RunConfig, split: str) -> list[Sample]:
 def _in_mining_part(sample_id: str, fraction: float) -> bool:
     """A stable split of the probe by id hash: the part errors are mined on, never trained on."""
     return int(hashlib.sha256(sample_id.encode()).hexdigest()[:8], 16) / 0x1_0000_0000 < fraction
+
+
+@lru_cache(maxsize=2)
+def _world_pool(seed: int, size: int, excluded: tuple[str, ...]) -> dict[str, Sample]:
+    """The world's pool, built once per process: runs in a row (`gaptune bench`) share it, read-only."""
+    return {s.id: s for s in world_pool(seed, size, excluded)}
 
 
 def _file_identity(path: str | None) -> list[int] | None:
@@ -142,7 +148,7 @@ class Resources:
     def pool(self) -> dict[str, Sample]:
         excluded = set(self.config.pool.exclude_families)
         if self.config.pool.path is None:
-            return {s.id: s for s in world_pool(self.config.world_seed, self.config.pool.size, excluded)}
+            return _world_pool(self.config.world_seed, self.config.pool.size, tuple(sorted(excluded)))
         result = load_samples(self.config.pool.path, image_root=self.config.pool.image_root, strict=self.config.pool.strict)
         if result.skipped:
             self.console.print(f"[yellow]pool: skipped {result.skipped} bad rows of {self.config.pool.path}[/]")

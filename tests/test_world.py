@@ -9,7 +9,9 @@ import sys
 import pytest
 
 from gaptune.data.images import open_image
-from gaptune.data.world.world import SPLITS, TASKS, pool, task_split
+from gaptune.data.world.world import (
+    CEILING_START, DRAW_STRIDE, SPLITS, TASKS, _item, _split_bucket, pool, pretraining_mix, task_split,
+)
 
 
 def _fingerprint(samples) -> list[tuple[str, bytes]]:
@@ -78,3 +80,43 @@ def test_unknown_task_or_split_is_named() -> None:
         task_split("nope", "probe")
     with pytest.raises(ValueError, match="unknown split 'train'"):
         task_split(TASKS[0], "train")
+
+
+def _skill_share(mix: str, skill: str, size: int = 20_000) -> float:
+    """Share of the mix's pool-family samples (target formats aside) that exercise `skill`."""
+    samples = pretraining_mix(0, size, mix=mix)
+    return sum(skill in s.skills and s.task not in TASKS for s in samples) / size
+
+
+@pytest.mark.parametrize(("mix", "rare", "common"), [
+    ("counting-spatial-rare", "counting", "comparison"),
+    ("comparison-rare", "comparison", "counting"),
+])
+def test_each_mix_makes_its_skill_rare_and_shows_the_target_format(mix: str, rare: str, common: str) -> None:
+    target_format = sum(s.task == "compare-counts" for s in pretraining_mix(0, 20_000, mix=mix)) / 20_000
+    assert 0.007 < target_format < 0.014
+    assert _skill_share(mix, rare) <= 0.005
+    assert _skill_share(mix, common) > 0.05
+
+
+def test_the_default_mix_keeps_its_historical_samples() -> None:
+    assert pretraining_mix(0, 5) == pretraining_mix(0, 5, mix="counting-spatial-rare")
+    assert [s.id for s in pretraining_mix(0, 3, mix="comparison-rare")] == [
+        "pretrain.comparison-rare-000000", "pretrain.comparison-rare-000001", "pretrain.comparison-rare-000002"]
+    with pytest.raises(ValueError, match="unknown pretraining mix"):
+        pretraining_mix(0, 1, mix="nope")
+
+
+def test_draws_and_the_ceiling_come_from_the_probe_bucket_but_differ() -> None:
+    first = task_split("compare-counts", "probe", size=50)
+    for start in (DRAW_STRIDE, CEILING_START):
+        other = task_split("compare-counts", "probe", size=50, start=start)
+        assert not {s.id for s in first} & {s.id for s in other}
+        # Same bucket as the probe split, so never a question about a val or test scene.
+        assert all(_split_bucket(_item(0, "compare-counts/probe", start + i)[1]) == "probe" for i in range(50))
+
+
+def test_pool_can_leave_out_families() -> None:
+    kept = list(pool(0, 2000, exclude_families={"more-shapes", "scan"}))
+    assert kept and not {s.task for s in kept} & {"more-shapes", "scan"}
+    assert len(kept) < 2000

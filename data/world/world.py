@@ -44,13 +44,13 @@ PRETRAIN_MIXES: dict[str, dict[str, float]] = {
         "shape-of-colour": 10, "same-colour": 8, "bigger": 8, "spot-difference": 8, "what-changed": 8.3,
         "count-colour": 0.1, "count-shape": 0.1, "more-shapes": 0.1, "relation-at": 0.2, **_TARGET_FORMATS,
     },
-    # Finding a named object rare (locate, scan, shape-of-colour); counting and
-    # spatial relations common. Perception stays trained: colour-at, shape-at,
-    # size-at and exists still tie every cell to what is in it.
-    "localisation-rare": {
-        "colour-at": 11, "shape-at": 11, "size-at": 9, "exists": 11, "locate": 0.1, "scan": 0.1,
-        "shape-of-colour": 0.1, "same-colour": 8, "bigger": 8, "spot-difference": 8, "what-changed": 8.3,
-        "count-colour": 4, "count-shape": 4, "more-shapes": 1, "relation-at": 4, **_TARGET_FORMATS,
+    # Comparison rare (same-colour, bigger, more-shapes); counting common. On
+    # compare-counts this student should miss the comparison where the default
+    # one misses the counts: the same target needing different data.
+    "comparison-rare": {
+        "colour-at": 11, "shape-at": 11, "size-at": 9, "exists": 11, "locate": 11, "scan": 30,
+        "shape-of-colour": 10, "same-colour": 0.1, "bigger": 0.1, "spot-difference": 8, "what-changed": 8.3,
+        "count-colour": 4, "count-shape": 4, "more-shapes": 0.1, "relation-at": 2, **_TARGET_FORMATS,
     },
 }
 DEFAULT_MIX = "counting-spatial-rare"
