@@ -76,8 +76,10 @@ class EfficiencySpec(BaseModel):
     students: dict[str, str] = Field(default_factory=lambda: {
         "count-weak": "counting-spatial-rare", "compare-weak": "comparison-rare"})
     arms: list[str] = Field(default_factory=lambda: [
-        "error-driven", "probe-only", "random", "task-skills", "oracle", "random-step", "step-query",
-        "ceiling", "no-template", "swap"])
+        "error-driven", "probe-only", "random", "task-skills", "step-query", "random-step", "swap"])
+    # Arms run at the first seed only: checks rather than comparisons (the oracle teacher, the
+    # ceiling, the pool without the target's template family).
+    first_seed_arms: list[str] = Field(default_factory=lambda: ["oracle", "ceiling", "no-template"])
     budget: int = Field(default=800, ge=1)
     # Further budgets, each run with `budget_arms` only.
     extra_budgets: list[int] = Field(default_factory=lambda: [400, 1600])
@@ -102,7 +104,7 @@ class EfficiencySpec(BaseModel):
         for name, mix in self.students.items():
             if mix not in PRETRAIN_MIXES:
                 raise ValueError(f"students.{name}: unknown mix {mix!r}; expected one of {', '.join(PRETRAIN_MIXES)}")
-        for arm in [*self.arms, *self.budget_arms]:
+        for arm in [*self.arms, *self.first_seed_arms, *self.budget_arms]:
             if arm not in ARMS:
                 raise ValueError(f"unknown arm {arm!r}; expected one of {', '.join(ARMS)}")
         if REFERENCE_ARM not in self.arms:
@@ -140,12 +142,16 @@ class Cell(BaseModel):
 
 
 def plan(spec: EfficiencySpec) -> list[Cell]:
-    """Every run, seed by seed (a partial table is complete for its seeds), swaps after the runs they copy."""
+    """Every run: the main budget seed by seed, then the extra budgets seed by seed; swaps after the runs they copy.
+
+    So a table cut short is complete for its first seeds at the main budget.
+    """
     cells = []
     budgets = [(spec.budget, spec.arms), *[(b, spec.budget_arms) for b in spec.extra_budgets]]
-    for seed in spec.seeds:
-        for budget, arms in budgets:
-            ordered = [REFERENCE_ARM, *[a for a in arms if a not in (REFERENCE_ARM, "swap")]]
+    for budget, arms in budgets:
+        for seed in spec.seeds:
+            extra = spec.first_seed_arms if (budget, seed) == (spec.budget, spec.seeds[0]) else []
+            ordered = [REFERENCE_ARM, *[a for a in [*arms, *extra] if a not in (REFERENCE_ARM, "swap")]]
             cells += [Cell(student=s, budget=budget, arm=a, seed=seed) for s in spec.students for a in ordered]
             if "swap" in arms:
                 cells += [Cell(student=s, budget=budget, arm="swap", seed=seed) for s in spec.students]
@@ -308,7 +314,7 @@ def table_markdown(spec: EfficiencySpec, rows: list[Finished]) -> str:
                   "| arm | test mean ± std | seeds | Δ vs error-driven (points) [95% CI] | stop reasons |",
                   "|---|---|---|---|---|"]
         base = {seed: r for seed, r in reference.items()}
-        ordered = ["base", *[a for a in [*spec.arms, *spec.budget_arms] if a in arms]]
+        ordered = ["base", *[a for a in [*spec.arms, *spec.first_seed_arms, *spec.budget_arms] if a in arms]]
         for arm in dict.fromkeys(ordered):
             if arm == "base":
                 if not base:
@@ -376,7 +382,7 @@ def plot(spec: EfficiencySpec, rows: list[Finished], path: Path) -> None:
     figure, axes = plt.subplots(1, len(students), figsize=(5 * len(students), 3.6), squeeze=False)
     for axis, student in zip(axes[0], students, strict=True):
         mine = [r for r in rows if r.cell.student == student]
-        for arm in dict.fromkeys([*spec.budget_arms, *spec.arms]):
+        for arm in dict.fromkeys([*spec.budget_arms, *spec.arms, *spec.first_seed_arms]):
             points = defaultdict(list)
             for r in mine:
                 if r.cell.arm == arm:

@@ -17,17 +17,21 @@ pytestmark = pytest.mark.slow
 
 
 def test_plan_runs_swaps_after_both_students_error_driven_runs() -> None:
-    spec = EfficiencySpec(arms=["swap", "random", "error-driven"], extra_budgets=[100], seeds=[0, 1])
+    spec = EfficiencySpec(arms=["swap", "random", "error-driven"], first_seed_arms=["oracle"], extra_budgets=[100],
+                          seeds=[0, 1])
     cells = plan(spec)
     keys = [c.key for c in cells]
-    assert len(cells) == len(set(keys)) == 2 * (2 * 3 + 2 * 3)
+    assert len(cells) == len(set(keys)) == 2 * (2 * 3 + 2 * 3) + 2
+    assert {(c.budget, c.seed) for c in cells if c.arm == "oracle"} == {(spec.budget, 0)}
     for cell in cells:
         if cell.arm == "swap":
             position = cells.index(cell)
             for student in spec.students:
                 donor = Cell(student=student, budget=cell.budget, arm="error-driven", seed=cell.seed)
                 assert cells.index(donor) < position
-    assert [c.seed for c in cells] == sorted(c.seed for c in cells), "seed by seed"
+    main = [c for c in cells if c.budget == spec.budget]
+    assert cells[:len(main)] == main, "the main budget first"
+    assert [c.seed for c in main] == sorted(c.seed for c in main), "seed by seed"
 
 
 def test_spec_errors_name_the_field(tmp_path: Path) -> None:
@@ -44,7 +48,7 @@ def test_ci_sized_table_is_written_and_a_rerun_skips_finished_runs(tmp_path: Pat
                                                                    tiny_student: Path) -> None:
     spec = {
         "task": "compare-counts", "students": {"a": "counting-spatial-rare"},
-        "arms": ["error-driven", "random"], "budget": 40, "extra_budgets": [], "seeds": [0], "pool_size": 3000,
+        "arms": ["error-driven", "random"], "first_seed_arms": [], "budget": 40, "extra_budgets": [], "seeds": [0], "pool_size": 3000,
         "bootstrap_resamples": 200,
         "overrides": [f"cache_dir={cache_dir}", "student.tiny.steps=120", "student.tiny.pretrain_samples=4000",
                       "student.tiny.text_layers=2", "student.tiny.batch_size=32", "student.tiny.learning_rate=2e-3",
