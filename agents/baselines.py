@@ -50,6 +50,18 @@ def target_skill_counts(target: Iterable[Sample]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
+def target_step_counts(target: Iterable[Sample]) -> dict[str, int]:
+    """How often each gold rationale step text occurs in the target samples: the static profile for step-text queries.
+
+    The control for retrieving with the student's wrong step texts: the same
+    granularity of query, from the task's gold steps instead of the errors.
+    """
+    counts = Counter(step.text for sample in target for step in sample.steps or [])
+    if not counts:
+        raise ValueError("task-skills needs target samples with gold rationale steps; none of them has any")
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
 def fixed_selection(ids: Sequence[str], budget: int, used: Iterable[str] = (), *, strategy: str) -> Selection:
     """The next `budget` unused ids of a given list, in its order (the ceiling's target samples, a swapped selection)."""
     excluded = set(used)

@@ -252,7 +252,8 @@ def pool_annotate(config: Path, out: Annotated[Path, typer.Option(help="annotate
 def bench_efficiency(spec: Annotated[Optional[Path], typer.Argument(help="bench spec YAML; omit for the committed table")] = None,
                      out: Annotated[Path, typer.Option(help="where runs and the table go")] = Path("bench/efficiency"),
                      students_table: Annotated[bool, typer.Option(help="also write students.md (per-skill accuracy)")] = True,
-                     per_family: Annotated[int, typer.Option(help="pool samples per family for students.md")] = 50) -> None:
+                     per_family: Annotated[int, typer.Option(help="pool samples per family for students.md")] = 50,
+                     report_only: Annotated[bool, typer.Option(help="only rewrite the table from finished runs")] = False) -> None:
     """Error-driven against every other arm: two students, budgets, seeds; resumable (finished runs are kept)."""
     from gaptune.data.atomic import write_text_atomic
     from gaptune.graph.efficiency import load_spec, run_cells, student_skills_markdown, write_outputs
@@ -267,15 +268,16 @@ def bench_efficiency(spec: Annotated[Optional[Path], typer.Argument(help="bench 
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "spec.yaml", yaml_dump(resolved.model_dump(mode="json")))
 
-    if students_table:
+    if students_table and not report_only:
         def evaluate(overrides: list[str], samples: list[Any]) -> Any:
             res = Resources(load_config(None, overrides), _scratch_run(), console=console)
             return res.evaluate(None, "pool", samples)
 
         write_text_atomic(out / "students.md", student_skills_markdown(resolved, per_family, resolved.overrides, evaluate))
-    run_cells(resolved, out, console=console, on_finished=lambda: write_outputs(resolved, out))
+    if not report_only:
+        run_cells(resolved, out, console=console, on_finished=lambda: write_outputs(resolved, out))
     wall = time.perf_counter() - started
-    rows = write_outputs(resolved, out, wall_s=wall)
+    rows = write_outputs(resolved, out, wall_s=None if report_only else wall)
     console.print((out / "table.md").read_text())
     console.print(f"{len(rows)} runs in the table; this invocation took {wall:.0f} s; see {out}")
 

@@ -49,6 +49,7 @@ ARMS: dict[str, list[str]] = {
     "oracle": ["selection=error-driven", "teacher.critics=[{backend: reference}]"],
     "random-step": ["selection=error-driven", "teacher.critics=[{backend: reader, locate: random}]"],
     "step-query": ["selection=error-driven", "retrieval.query=step-text"],
+    "task-steps": ["selection=task-skills", "retrieval.query=step-text"],
     "swap": ["selection=fixed"],
     "no-template": ["selection=error-driven"],
     "full": ["selection=full"],
@@ -76,7 +77,7 @@ class EfficiencySpec(BaseModel):
     students: dict[str, str] = Field(default_factory=lambda: {
         "count-weak": "counting-spatial-rare", "compare-weak": "comparison-rare"})
     arms: list[str] = Field(default_factory=lambda: [
-        "error-driven", "probe-only", "random", "task-skills", "step-query", "random-step", "swap"])
+        "error-driven", "probe-only", "random", "task-skills", "step-query", "task-steps", "random-step", "swap"])
     # Arms run at the first seed only: checks rather than comparisons (the oracle teacher, the
     # ceiling, the pool without the target's template family).
     first_seed_arms: list[str] = Field(default_factory=lambda: ["oracle", "ceiling", "no-template"])
@@ -305,14 +306,27 @@ def _groups(rows: list[Finished]) -> dict[tuple[str, int], dict[str, dict[int, F
 
 
 def table_markdown(spec: EfficiencySpec, rows: list[Finished]) -> str:
-    """Mean ± std of test accuracy per arm, the paired difference to error-driven with its 95% interval."""
+    """Mean ± std of test accuracy per arm, the paired difference to error-driven with its 95% interval.
+
+    "gap closed" is (arm - base) / (ceiling - base) with the student's ceiling
+    arm at the main budget, where it was run.
+    """
+    run_time = sum(r.wall_s or 0.0 for r in rows)
     lines = [f"Target `{spec.task}` · pool {spec.pool_size:,} · one round · test accuracy on the same "
-             f"{len(rows[0].test_correct) if rows else 0} items in every run", ""]
-    for (student, budget), arms in sorted(_groups(rows).items()):
+             f"{len(rows[0].test_correct) if rows else 0} items in every run · {len(rows)} runs, "
+             f"{run_time / 60:.0f} min of run time in all (student builds included) on this machine", ""]
+    groups = _groups(rows)
+    for (student, budget), arms in sorted(groups.items()):
         reference = arms.get(REFERENCE_ARM, {})
+        ceiling_runs = groups.get((student, spec.budget), {}).get("ceiling", {})
+        base_runs = groups.get((student, spec.budget), {}).get(REFERENCE_ARM, {})
+        span = None
+        if ceiling_runs and base_runs:
+            base_mean = mean_std([r.base_test for r in base_runs.values()])[0]
+            span = (base_mean, mean_std([r.test for r in ceiling_runs.values()])[0] - base_mean)
         lines += [f"### {student} ({spec.students[student]}), budget {budget}", "",
-                  "| arm | test mean ± std | seeds | Δ vs error-driven (points) [95% CI] | stop reasons |",
-                  "|---|---|---|---|---|"]
+                  "| arm | test mean ± std | seeds | Δ vs error-driven (points) [95% CI] | gap closed | stop reasons |",
+                  "|---|---|---|---|---|---|"]
         base = {seed: r for seed, r in reference.items()}
         ordered = ["base", *[a for a in [*spec.arms, *spec.first_seed_arms, *spec.budget_arms] if a in arms]]
         for arm in dict.fromkeys(ordered):
@@ -333,8 +347,9 @@ def table_markdown(spec: EfficiencySpec, rows: list[Finished]) -> str:
                 if set(correct) & set(ref_correct):
                     diff, low, high = paired_bootstrap(correct, ref_correct, resamples=spec.bootstrap_resamples)
                     delta = f"{_signed(diff)} [{_signed(low)}, {_signed(high)}]"
+            closed = f"{(mean - span[0]) / span[1]:.0%}" if span and span[1] > 0 else "-"
             lines.append(f"| {'**' + arm + '**' if arm == REFERENCE_ARM else arm} | {_fmt(mean)} ± {_fmt(std)} | "
-                         f"{len(scores)} | {delta} | {stops} |")
+                         f"{len(scores)} | {delta} | {closed} | {stops} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -402,7 +417,9 @@ def plot(spec: EfficiencySpec, rows: list[Finished], path: Path) -> None:
         axis.set_xlabel("pool budget (samples)")
         axis.set_ylabel("test accuracy")
         axis.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="best")
+    for axis in axes[0]:
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7, loc="best")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

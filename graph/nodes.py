@@ -14,7 +14,9 @@ from typing import Any
 
 from langgraph.types import Send
 
-from gaptune.agents.baselines import fixed_selection, full_selection, random_selection, target_skill_counts
+from gaptune.agents.baselines import (
+    fixed_selection, full_selection, random_selection, target_skill_counts, target_step_counts,
+)
 from gaptune.agents.retriever import Selection, SelectionItem, retrieve, split_budget
 from gaptune.agents.teacher import TeacherError
 from gaptune.data.attempt import Attempt
@@ -142,9 +144,13 @@ def classify(res: Resources, state: LoopState) -> dict[str, Any]:
     diagnosis = {"matched": sum(gap_of_skill.get(c["missing_skill"]) == c["true_skill"] for c in scored),
                  "total": len(scored)}
     gaps, source = result["counts"], "errors"
-    if res.config.selection == "task-skills":
+    step_text = res.config.retrieval.query == "step-text"
+    if res.config.selection == "task-skills" and step_text:
+        gaps = target_step_counts(res.splits["probe"])
+        source = "target gold step texts (static, errors ignored)"
+    elif res.config.selection == "task-skills":
         gaps, source = target_skill_counts(res.splits["probe"]), "target gold skills (static, errors ignored)"
-    elif res.config.retrieval.query == "step-text":
+    elif step_text:
         attempts = res.load_attempts(res.run.attempts(round_, "probe")) if critiques else {}
         gaps = dict(Counter(wrong_step_text(attempts[c["sample_id"]], c["wrong_step"]) for c in critiques))
         source = "wrong step texts (ablation: no skill analysis)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gaptune.agents.baselines import fixed_selection, full_selection, random_selection, target_skill_counts
+from gaptune.agents.baselines import fixed_selection, full_selection, random_selection, target_skill_counts, target_step_counts
 from gaptune.agents.retriever import RetrievalConfig, split_budget
 from gaptune.data.world.world import task_split
 
@@ -60,6 +60,14 @@ def test_task_skills_profile_counts_gold_steps_per_skill() -> None:
     assert target_skill_counts(target) == {"counting": 40, "comparison": 20}
     with pytest.raises(ValueError, match="gold rationale steps"):
         target_skill_counts([target[0].model_copy(update={"steps": None})])
+
+
+def test_task_steps_profile_counts_gold_step_texts() -> None:
+    target = task_split("compare-counts", "probe", size=20)
+    counts = target_step_counts(target)
+    assert sum(counts.values()) == 60 and all(text.startswith(("count ", "0", "1", "2", "3", "4", "5", "6", "7"))
+                                              for text in counts)
+    assert list(counts.values()) == sorted(counts.values(), reverse=True)
 
 
 def test_fixed_selection_replays_a_list_in_order_without_used_ids() -> None:
