@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from gaptune.graph.cli import app
 from gaptune.graph.efficiency import Cell, EfficiencySpec, plan
+from gaptune.graph.trace import read_trace
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +49,7 @@ def test_ci_sized_table_is_written_and_a_rerun_skips_finished_runs(tmp_path: Pat
                                                                    tiny_student: Path) -> None:
     spec = {
         "task": "compare-counts", "students": {"a": "counting-spatial-rare"},
-        "arms": ["error-driven", "random"], "first_seed_arms": [], "budget": 40, "extra_budgets": [], "seeds": [0], "pool_size": 3000,
+        "arms": ["error-driven", "random", "step-query", "task-steps"], "first_seed_arms": [], "budget": 40, "extra_budgets": [], "seeds": [0], "pool_size": 3000,
         "bootstrap_resamples": 200,
         "overrides": [f"cache_dir={cache_dir}", "student.tiny.steps=120", "student.tiny.pretrain_samples=4000",
                       "student.tiny.text_layers=2", "student.tiny.batch_size=32", "student.tiny.learning_rate=2e-3",
@@ -61,10 +62,15 @@ def test_ci_sized_table_is_written_and_a_rerun_skips_finished_runs(tmp_path: Pat
     result = CliRunner().invoke(app, ["bench", "efficiency", str(spec_file), "--out", str(out), "--per-family", "4"])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((out / "results.csv").open()))
-    assert sorted(r["arm"] for r in rows) == ["error-driven", "random"]
+    assert sorted(r["arm"] for r in rows) == ["error-driven", "random", "step-query", "task-steps"]
     assert all(r["pool_samples"] == "40" and r["stop_reason"] for r in rows)
     driven = next(r for r in rows if r["arm"] == "error-driven")
     assert int(driven["diagnosis_total"]) > 0 and int(driven["diagnosis_matched"]) <= int(driven["diagnosis_total"])
+    sources = {arm: next(e for e in read_trace(out / f"runs/a/b40/{arm}/s0/trace.jsonl")
+                         if e["node"] == "classify_gaps")["output"] for arm in ("step-query", "task-steps")}
+    assert sources["step-query"]["source"].startswith("wrong step texts")
+    assert sources["task-steps"]["source"].startswith("target gold step texts")
+    assert any(gap.startswith("count ") for gap in sources["task-steps"]["gaps"])
     table = (out / "table.md").read_text()
     assert "| base |" in table and "| **error-driven** |" in table and "[" in table.split("| random |")[1]
     composition = (out / "composition.md").read_text()
@@ -78,4 +84,4 @@ def test_ci_sized_table_is_written_and_a_rerun_skips_finished_runs(tmp_path: Pat
     before = metrics.stat().st_mtime_ns
     again = CliRunner().invoke(app, ["bench", "efficiency", str(spec_file), "--out", str(out), "--no-students-table"])
     assert again.exit_code == 0, again.output
-    assert metrics.stat().st_mtime_ns == before and "(1/2)" not in again.output
+    assert metrics.stat().st_mtime_ns == before and "(1/4)" not in again.output
