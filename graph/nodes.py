@@ -285,7 +285,9 @@ def _usage_totals(state: LoopState) -> dict[str, float | None]:
     for usage in usages:
         for key in ("calls", "tokens_in", "tokens_out", "latency_s", "cost_usd"):
             totals[key] += float(usage.get(key, 0) or 0)
-    totals["faults"] = float(len(state.get("teacher_faults", [])))
+    # Every fault the teacher threw, recovered by a retry or not; failed_cases: cases given up after all retries.
+    totals["faults"] = float(sum(sum((usage.get("faults") or {}).values()) for usage in usages))
+    totals["failed_cases"] = float(len(state.get("teacher_faults", [])))
     priced = any(usage.get("cost_usd") is not None for usage in usages)
     return {**totals, "cost_usd": totals["cost_usd"] if priced else None}
 

@@ -60,7 +60,9 @@ def test_faulty_llm_critic_beside_reference_the_run_completes_and_counts_faults(
     assert judged and all(len(e["inputs"]["candidates"]) == 2 for e in judged)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     usage = metrics["rounds"][1]["teacher_usage"]
-    assert usage["faults"] == 1 and usage["calls"] >= len(answered) and usage["cost_usd"] > 0
+    # Four faults recovered on answered cases, four on the case given up: all eight in the round totals.
+    assert usage["faults"] == 8 and usage["failed_cases"] == 1
+    assert usage["calls"] >= len(answered) and usage["cost_usd"] > 0
     for path in (tmp_path / "run").rglob("*"):
         if path.is_file() and path.suffix in {".jsonl", ".json", ".yaml", ".md", ".sqlite"}:
             assert SECRET.encode() not in path.read_bytes(), path
