@@ -24,6 +24,7 @@ from gaptune.tools.embedder import DEFAULT_EMBEDDING_MODEL
 from gaptune.tools.pool_index import DEFAULT_RRF_K, Hit, Method, PoolIndex
 
 _MAX_WORKERS = 8
+Query = Literal["skill", "step-text"]
 
 
 class RetrievalConfig(BaseModel):
@@ -34,7 +35,7 @@ class RetrievalConfig(BaseModel):
     method: Method = "fused"
     # skill: one query per gap label (the method); step-text: the student's wrong step
     # as written is the query (ablation: retrieval without skill analysis).
-    query: Literal["skill", "step-text"] = "skill"
+    query: Query = "skill"
     rrf_k: int = Field(default=DEFAULT_RRF_K, ge=1)
     oversample: float = Field(default=2.0, ge=1.0)
     embedding_model: str = DEFAULT_EMBEDDING_MODEL

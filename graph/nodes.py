@@ -9,17 +9,15 @@ it was based on.
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from typing import Any
 
 from langgraph.types import Send
 
-from gaptune.agents.baselines import (
-    fixed_selection, full_selection, random_selection, target_skill_counts, target_step_counts,
-)
+from gaptune.agents.baselines import fixed_selection, full_selection, random_selection
+from gaptune.agents.gap_profile import gap_profile
 from gaptune.agents.retriever import Selection, SelectionItem, retrieve, split_budget
 from gaptune.agents.teacher import TeacherError
-from gaptune.data.attempt import Attempt
 from gaptune.data.sample import Sample
 from gaptune.graph.plateau import plateau_update, stop_reason
 from gaptune.graph.resources import Resources
@@ -127,12 +125,10 @@ def judge(res: Resources, state: LoopState) -> dict[str, Any]:
 
 
 def classify(res: Resources, state: LoopState) -> dict[str, Any]:
-    """Turn the critiques' free-text missing skills into counted canonical gaps, and score them against the truth.
+    """Map the critiques' free-text skills onto canonical gaps, score them against the truth, build the profile.
 
     `diagnosis` counts how many critiques' mapped gaps equal the blamed gold
-    step's own label (where the data has one). With `selection: task-skills`
-    the gap profile is the target's gold skill shares instead of the errors;
-    with `retrieval.query: step-text` each wrong step's text is its own gap.
+    step's own label (where the data has one).
     """
     round_ = state["round"]
     critiques = state.get("critiques", [])
@@ -143,28 +139,14 @@ def classify(res: Resources, state: LoopState) -> dict[str, Any]:
     scored = [c for c in critiques if c.get("true_skill")]
     diagnosis = {"matched": sum(gap_of_skill.get(c["missing_skill"]) == c["true_skill"] for c in scored),
                  "total": len(scored)}
-    gaps, source = result["counts"], "errors"
-    step_text = res.config.retrieval.query == "step-text"
-    if res.config.selection == "task-skills" and step_text:
-        gaps = target_step_counts(res.splits["probe"])
-        source = "target gold step texts (static, errors ignored)"
-    elif res.config.selection == "task-skills":
-        gaps, source = target_skill_counts(res.splits["probe"]), "target gold skills (static, errors ignored)"
-    elif step_text:
-        attempts = res.load_attempts(res.run.attempts(round_, "probe")) if critiques else {}
-        gaps = dict(Counter(wrong_step_text(attempts[c["sample_id"]], c["wrong_step"]) for c in critiques))
-        source = "wrong step texts (ablation: no skill analysis)"
+    attempts = res.load_attempts(res.run.attempts(round_, "probe")) if critiques else {}
+    gaps, source = gap_profile(static=res.config.selection == "task-skills", query=res.config.retrieval.query,
+                               error_gaps=result["counts"], target=res.splits["probe"],
+                               wrong_steps=[(attempts[c["sample_id"]], c["wrong_step"]) for c in critiques])
     res.trace.record(f"r{round_}/classify", round_=round_, node="classify_gaps", agent="teacher",
                      inputs={"critiques": [c["sample_id"] for c in critiques]},
                      output={"gaps": gaps, "source": source, "mapping": result["mapping"], "diagnosis": diagnosis})
     return {"gaps": gaps, "gap_of_skill": gap_of_skill, "diagnosis": diagnosis}
-
-
-def wrong_step_text(attempt: Attempt, wrong_step: int | None) -> str:
-    """The student's wrong step as written; its whole output when the step is missing."""
-    if wrong_step is not None and wrong_step < len(attempt.steps):
-        return attempt.steps[wrong_step]
-    return attempt.output or "(no output)"
 
 
 def _round_budget(res: Resources, state: LoopState) -> int:
