@@ -257,18 +257,18 @@ def collect(spec: EfficiencySpec, out: Path) -> list[Finished]:
     return finished
 
 
-def _selected_sample(sample_id: str, world_seed: int = 0) -> Sample | None:
+def _selected_sample(sample_id: str, world_seed: int) -> Sample | None:
     """A world pool sample from its id (pool-NNNNNN); None for the ceiling's target samples."""
     prefix, _, index = sample_id.rpartition("-")
     return world_sample(world_seed, "pool", int(index)) if prefix == "pool" else None
 
 
-def composition(used: Sequence[str]) -> tuple[Counter[str], Counter[str]]:
+def composition(used: Sequence[str], world_seed: int = 0) -> tuple[Counter[str], Counter[str]]:
     """Counts per skill (a sample counts for each skill it teaches) and per family of a selection."""
     skills: Counter[str] = Counter()
     families: Counter[str] = Counter()
     for sample_id in used:
-        sample = _selected_sample(sample_id)
+        sample = _selected_sample(sample_id, world_seed)
         if sample is None:
             families["(target task)"] += 1
             continue
@@ -357,6 +357,7 @@ def table_markdown(spec: EfficiencySpec, rows: list[Finished]) -> str:
 def composition_markdown(spec: EfficiencySpec, rows: list[Finished]) -> str:
     """Share per skill and per family of each arm's selection (all seeds pooled), and the error profiles."""
     template = TEMPLATE_FAMILY[spec.task]
+    world_seed = load_config(None, spec.overrides).world_seed
     lines = [f"Selections at each budget, all seeds pooled. `{template}` is the pool family whose question "
              f"template is closest to `{spec.task}`'s.", ""]
     for (student, budget), arms in sorted(_groups(rows).items()):
@@ -367,7 +368,7 @@ def composition_markdown(spec: EfficiencySpec, rows: list[Finished]) -> str:
             used = [sample_id for r in seeds.values() for sample_id in r.used]
             if not used:
                 continue
-            skills, families = composition(used)
+            skills, families = composition(used, world_seed)
             skill_text = ", ".join(f"{k} {v / len(used):.0%}" for k, v in skills.most_common(5))
             family_text = ", ".join(f"{k} {v / len(used):.0%}" for k, v in families.most_common(5))
             lines.append(f"| {arm} | {len(used) // len(seeds)} | {skill_text} | {family_text} | "
