@@ -354,6 +354,40 @@ def table_markdown(spec: EfficiencySpec, rows: list[Finished]) -> str:
     return "\n".join(lines)
 
 
+def summary_markdown(spec: EfficiencySpec, rows: list[Finished]) -> str:
+    """The main budget, students side by side: test mean ± std (seeds) and the paired Δ to error-driven."""
+    groups = _groups(rows)
+    students = [s for s in spec.students if (s, spec.budget) in groups]
+    header = "| arm | " + " | ".join(f"{s}: test (seeds) | {s}: Δ vs error-driven [95% CI]" for s in students) + " |"
+    lines = [header, "|---|" + "---|---|" * len(students)]
+    arms = ["base", *dict.fromkeys([*spec.arms, *spec.first_seed_arms])]
+    for arm in arms:
+        cells = []
+        for student in students:
+            by_arm = groups[student, spec.budget]
+            reference = {seed: r.test_correct for seed, r in by_arm.get(REFERENCE_ARM, {}).items()}
+            if arm == "base":
+                runs = by_arm.get(REFERENCE_ARM, {})
+                scores = [r.base_test for r in runs.values()]
+                correct = {seed: r.base_correct for seed, r in runs.items()}
+            else:
+                runs = by_arm.get(arm, {})
+                scores = [r.test for r in runs.values()]
+                correct = {seed: r.test_correct for seed, r in runs.items()}
+            if not scores:
+                cells += ["-", "-"]
+                continue
+            mean, std = mean_std(scores)
+            delta = "-"
+            if arm != REFERENCE_ARM and set(correct) & set(reference):
+                diff, low, high = paired_bootstrap(correct, reference, resamples=spec.bootstrap_resamples)
+                delta = f"{_signed(diff)} [{_signed(low)}, {_signed(high)}]"
+            cells += [f"{_fmt(mean)} ± {_fmt(std)} ({len(scores)})", delta]
+        if any(cell != "-" for cell in cells):
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def composition_markdown(spec: EfficiencySpec, rows: list[Finished]) -> str:
     """Share per skill and per family of each arm's selection (all seeds pooled), and the error profiles."""
     template = TEMPLATE_FAMILY[spec.task]
@@ -430,7 +464,9 @@ def write_outputs(spec: EfficiencySpec, out: Path, *, wall_s: float | None = Non
     rows = collect(spec, out)
     write_text_atomic(out / "results.csv", results_csv(rows))
     header = f"Wall time of this invocation on this machine: {wall_s:.0f} s\n\n" if wall_s is not None else ""
-    write_text_atomic(out / "table.md", header + (table_markdown(spec, rows) if rows else "no finished run yet\n"))
+    body = f"## Budget {spec.budget}, both students\n\n{summary_markdown(spec, rows)}\n## Every cell\n\n" \
+        f"{table_markdown(spec, rows)}" if rows else "no finished run yet\n"
+    write_text_atomic(out / "table.md", header + body)
     write_text_atomic(out / "composition.md", composition_markdown(spec, rows) if rows else "no finished run yet\n")
     if rows:
         plot(spec, rows, out / "efficiency.png")
