@@ -308,8 +308,8 @@ def _groups(rows: list[Finished]) -> dict[tuple[str, int], dict[str, dict[int, F
 def table_markdown(spec: EfficiencySpec, rows: list[Finished]) -> str:
     """Mean ± std of test accuracy per arm, the paired difference to error-driven with its 95% interval.
 
-    "gap closed" is (arm - base) / (ceiling - base) with the student's ceiling
-    arm at the main budget, where it was run.
+    "gap closed" is (arm - base) / (ceiling - base): base over the same seeds
+    as the cell's error-driven runs, the ceiling arm at the main budget.
     """
     run_time = sum(r.wall_s or 0.0 for r in rows)
     lines = [f"Target `{spec.task}` · pool {spec.pool_size:,} · one round · test accuracy on the same "
@@ -319,10 +319,9 @@ def table_markdown(spec: EfficiencySpec, rows: list[Finished]) -> str:
     for (student, budget), arms in sorted(groups.items()):
         reference = arms.get(REFERENCE_ARM, {})
         ceiling_runs = groups.get((student, spec.budget), {}).get("ceiling", {})
-        base_runs = groups.get((student, spec.budget), {}).get(REFERENCE_ARM, {})
         span = None
-        if ceiling_runs and base_runs:
-            base_mean = mean_std([r.base_test for r in base_runs.values()])[0]
+        if ceiling_runs and reference:
+            base_mean = mean_std([r.base_test for r in reference.values()])[0]
             span = (base_mean, mean_std([r.test for r in ceiling_runs.values()])[0] - base_mean)
         lines += [f"### {student} ({spec.students[student]}), budget {budget}", "",
                   "| arm | test mean ± std | seeds | Δ vs error-driven (points) [95% CI] | gap closed | stop reasons |",
