@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import random as random_module
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from gaptune.agents.retriever import Selection, SelectionItem
-from gaptune.data.sample import Sample
+from gaptune.data.sample import RationaleStep, Sample
 
 
 def random_selection(pool_ids: Sequence[str], budget: int, used: Iterable[str] = (), *, seed: int) -> Selection:
@@ -37,6 +37,13 @@ def full_selection(pool_ids: Sequence[str], used: Iterable[str] = ()) -> Selecti
     return Selection(strategy="full", budget=len(items), allocation={}, items=items)
 
 
+def _gold_step_counts(target: Iterable[Sample], key: Callable[[RationaleStep], str]) -> dict[str, int]:
+    counts = Counter(key(step) for sample in target for step in sample.steps or [])
+    if not counts:
+        raise ValueError("task-skills needs target samples with gold rationale steps; none of them has any")
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
 def target_skill_counts(target: Iterable[Sample]) -> dict[str, int]:
     """How many gold rationale steps of the target samples (e.g. the probe split) exercise each skill.
 
@@ -44,10 +51,7 @@ def target_skill_counts(target: Iterable[Sample]) -> dict[str, int]:
     student's error profile, so the two arms differ only in where the profile
     comes from (the task's gold steps, or the student's errors).
     """
-    counts = Counter(step.skill for sample in target for step in sample.steps or [])
-    if not counts:
-        raise ValueError("task-skills needs target samples with gold rationale steps; none of them has any")
-    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    return _gold_step_counts(target, lambda step: step.skill)
 
 
 def target_step_counts(target: Iterable[Sample]) -> dict[str, int]:
@@ -56,10 +60,7 @@ def target_step_counts(target: Iterable[Sample]) -> dict[str, int]:
     The control for retrieving with the student's wrong step texts: the same
     granularity of query, from the task's gold steps instead of the errors.
     """
-    counts = Counter(step.text for sample in target for step in sample.steps or [])
-    if not counts:
-        raise ValueError("task-skills needs target samples with gold rationale steps; none of them has any")
-    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    return _gold_step_counts(target, lambda step: step.text)
 
 
 def fixed_selection(ids: Sequence[str], budget: int, used: Iterable[str] = (), *, strategy: str) -> Selection:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+
 from gaptune.agents.baselines import target_skill_counts, target_step_counts
 from gaptune.agents.retriever import Query
 from gaptune.data.attempt import Attempt

@@ -15,6 +15,16 @@ from gaptune.tools.critique import Critique
 FINAL_ANSWER_SKILL = "answer formatting"
 
 
+def first_wrong_step(sample: Sample, attempt: Attempt) -> int:
+    """Index of the first student step that differs from the gold text; len(gold) when only the answer is wrong."""
+    gold = sample.steps or []
+    for index, gold_step in enumerate(gold):
+        written = attempt.steps[index] if index < len(attempt.steps) else None
+        if written is None or normalize_text(written) != normalize_text(gold_step.text):
+            return index
+    return len(gold)
+
+
 class ReferenceTeacher:
     """Compares the student's steps with the sample's gold rationale."""
 
@@ -27,18 +37,18 @@ class ReferenceTeacher:
                 "them; configure an LLM critic (teacher.critics) for such data"
             )
         gold = sample.steps
-        for index, gold_step in enumerate(gold):
+        index = first_wrong_step(sample, attempt)
+        if index < len(gold):
             student_step = attempt.steps[index] if index < len(attempt.steps) else None
-            if student_step is None or normalize_text(student_step) != normalize_text(gold_step.text):
-                written = "nothing" if student_step is None else repr(student_step)
-                return Critique(
-                    sample_id=sample.id,
-                    teacher=self.name,
-                    method="reference",
-                    wrong_step=index,
-                    missing_skill=gold_step.skill,
-                    explanation=f"step {index + 1} should be {gold_step.text!r}, the student wrote {written}",
-                )
+            written = "nothing" if student_step is None else repr(student_step)
+            return Critique(
+                sample_id=sample.id,
+                teacher=self.name,
+                method="reference",
+                wrong_step=index,
+                missing_skill=gold[index].skill,
+                explanation=f"step {index + 1} should be {gold[index].text!r}, the student wrote {written}",
+            )
         last_skill = gold[-1].skill
         return Critique(
             sample_id=sample.id,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field

@@ -8,7 +8,7 @@ rationale as text, the student's steps), locates the first step that differs,
 and says in its own words what that step does ("telling how many things of
 one kind the image holds"). The gap-classification tool then has to map that
 sentence onto the pool's vocabulary, and can get it wrong; the loop reports how
-often it matched the world's true label (`Critique.true_skill`).
+often it matched the world's true label (`diagnosis` in metrics.json).
 
 `locate="random"` is the ablation of mistake identification: it names the
 skill of a randomly drawn gold step instead of the first wrong one.
@@ -23,6 +23,7 @@ from typing import Literal
 
 from gaptune.data.attempt import Attempt
 from gaptune.data.sample import Sample
+from gaptune.agents.reference_teacher import first_wrong_step
 from gaptune.tools.critique import Critique
 from gaptune.training.answer_parsing import normalize_text
 
@@ -53,16 +54,6 @@ def read_step(text: str) -> str:
     return f"the reasoning step '{text}'"
 
 
-def _first_wrong(sample: Sample, attempt: Attempt) -> int:
-    """Index of the first student step that differs from the gold text; len(gold) when only the answer is wrong."""
-    gold = sample.steps or []
-    for index, gold_step in enumerate(gold):
-        written = attempt.steps[index] if index < len(attempt.steps) else None
-        if written is None or normalize_text(written) != normalize_text(gold_step.text):
-            return index
-    return len(gold)
-
-
 class StepReaderTeacher:
     """Locates the wrong step by its text and describes the missing skill without reading skill labels."""
 
@@ -83,7 +74,7 @@ class StepReaderTeacher:
             index = random.Random(seed).randrange(len(gold))
             how = f"step {index + 1} drawn at random (ablation: no mistake identification)"
         else:
-            index = _first_wrong(sample, attempt)
+            index = first_wrong_step(sample, attempt)
             how = ""
         step = gold[min(index, len(gold) - 1)]
         written = attempt.steps[index] if index < len(attempt.steps) else None

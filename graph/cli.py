@@ -256,7 +256,7 @@ def bench_efficiency(spec: Annotated[Optional[Path], typer.Argument(help="bench 
                      report_only: Annotated[bool, typer.Option(help="only rewrite the table from finished runs")] = False) -> None:
     """Error-driven against every other arm: two students, budgets, seeds; resumable (finished runs are kept)."""
     from gaptune.data.atomic import write_text_atomic
-    from gaptune.graph.efficiency import load_spec, run_cells, student_skills_markdown, write_outputs
+    from gaptune.graph.efficiency import load_spec, run_cells, save_spec, student_skills_markdown, write_outputs
     from gaptune.graph.resources import Resources
 
     try:
@@ -265,8 +265,7 @@ def bench_efficiency(spec: Annotated[Optional[Path], typer.Argument(help="bench 
         console.print(f"[red]{error}[/]")
         raise typer.Exit(2) from error
     started = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "spec.yaml", yaml_dump(resolved.model_dump(mode="json")))
+    save_spec(resolved, out)
 
     if students_table and not report_only:
         def evaluate(overrides: list[str], samples: list[Any]) -> Any:
@@ -280,12 +279,6 @@ def bench_efficiency(spec: Annotated[Optional[Path], typer.Argument(help="bench 
     rows = write_outputs(resolved, out, wall_s=None if report_only else wall)
     console.print((out / "table.md").read_text())
     console.print(f"{len(rows)} runs in the table; this invocation took {wall:.0f} s; see {out}")
-
-
-def yaml_dump(data: Any) -> str:
-    import yaml
-
-    return yaml.safe_dump(data, sort_keys=False)
 
 
 if __name__ == "__main__":

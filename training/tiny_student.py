@@ -15,9 +15,10 @@ import json
 import math
 import random
 from pathlib import Path
+from typing import Annotated
 
 import torch
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from tokenizers import ByteLevelBPETokenizer
 from transformers import (
@@ -33,7 +34,7 @@ from transformers import (
 from gaptune.data.atomic import publish_directory
 from gaptune.data.world.families import FAMILIES, generate
 from gaptune.data.world.scene import CELL, IMAGE_SIZE
-from gaptune.data.world.world import DEFAULT_MIX, PRETRAIN_MIXES, pretraining_mix
+from gaptune.data.world.world import DEFAULT_MIX, known_mix, pretraining_mix
 from gaptune.training.batching import training_batch
 from gaptune.training.prompting import INSTRUCTION, question_text
 
@@ -60,6 +61,10 @@ CHAT_TEMPLATE = (
 )
 
 
+# A pretraining mix of the world, checked when a config is read.
+MixName = Annotated[str, AfterValidator(known_mix)]
+
+
 class TinyStudentConfig(BaseModel):
     """Architecture and pretraining recipe; its hash names the cache entry."""
 
@@ -68,7 +73,7 @@ class TinyStudentConfig(BaseModel):
     world_seed: int = 0
     seed: int = 0
     # Which skills the student is weak in: a key of the world's PRETRAIN_MIXES.
-    mix: str = DEFAULT_MIX
+    mix: MixName = DEFAULT_MIX
     vocab_size: int = 640
     vision_hidden: int = 64
     vision_layers: int = 1
@@ -82,13 +87,6 @@ class TinyStudentConfig(BaseModel):
     # reading the image tokens (a single object's colour stayed at chance);
     # at 5e-4 it reads it perfectly within 200 steps.
     learning_rate: float = 5e-4
-
-    @field_validator("mix")
-    @classmethod
-    def _known_mix(cls, value: str) -> str:
-        if value not in PRETRAIN_MIXES:
-            raise ValueError(f"unknown pretraining mix {value!r}; expected one of {', '.join(PRETRAIN_MIXES)}")
-        return value
 
     def fingerprint(self) -> str:
         recipe = f"{RECIPE_VERSION}/{self.model_dump_json()}"

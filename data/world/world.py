@@ -139,10 +139,16 @@ def pool(seed: int = 0, size: int = DEFAULT_POOL_SIZE, exclude_families: Collect
         yield world_sample(seed, "pool", index)
 
 
-def pretraining_mix(seed: int, size: int, start: int = 0, mix: str = DEFAULT_MIX) -> list[Sample]:
-    """The student's pretraining samples; the default mix keeps its historical namespace (and data)."""
+def known_mix(mix: str) -> str:
+    """`mix` itself when it names one of the world's pretraining mixes; otherwise an error listing them."""
     if mix not in PRETRAIN_MIXES:
         raise ValueError(f"unknown pretraining mix {mix!r}; the world's mixes are: {', '.join(PRETRAIN_MIXES)}")
+    return mix
+
+
+def pretraining_mix(seed: int, size: int, start: int = 0, mix: str = DEFAULT_MIX) -> list[Sample]:
+    """The student's pretraining samples; the default mix keeps its historical namespace (and data)."""
+    known_mix(mix)
     namespace = "pretrain" if mix == DEFAULT_MIX else f"pretrain.{mix}"
     return [world_sample(seed, namespace, index) for index in range(start, start + size)]
 
