@@ -21,15 +21,15 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from gaptune.agents.case_prompt import question_text, user_message
-from gaptune.agents.llm_backends import ChatBackend, build_backend
-from gaptune.agents.response_cache import ResponseCache
-from gaptune.agents.structured_output import schema_instructions, structured_call
-from gaptune.agents.teacher import TeacherError
+from gaptune.agents.llm.backends import ChatBackend, build_backend
+from gaptune.agents.llm.case_prompt import question_text, user_message
+from gaptune.agents.llm.errors import TeacherError
+from gaptune.agents.llm.response_cache import ResponseCache
+from gaptune.agents.llm.structured_output import schema_instructions, structured_call
 from gaptune.agents.teacher_config import ReferenceBackend, TeacherConfig
+from gaptune.data.records import Usage
 from gaptune.data.sample import Sample
 from gaptune.tools.annotate import AnnotateSampleArgs, annotate_sample
-from gaptune.tools.critique import Usage
 
 
 class AnnotationReport(BaseModel):

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gaptune.agents.case_prompt import question_text
-from gaptune.agents.llm_backends import ChatBackend, Message
+from gaptune.agents.llm.backends import ChatBackend, Message
+from gaptune.agents.llm.case_prompt import question_text
 from gaptune.data.attempt import Attempt
+from gaptune.data.records import Usage
 from gaptune.data.sample import Sample
-from gaptune.tools.critique import Usage
 
 
 @dataclass(frozen=True)

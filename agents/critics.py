@@ -11,18 +11,32 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Protocol
 
 from gaptune.agents.answer_switch import answer_switch
-from gaptune.agents.llm_backends import ChatBackend, build_backend
+from gaptune.agents.llm.backends import ChatBackend, build_backend
+from gaptune.agents.llm.errors import TeacherError
 from gaptune.agents.prompt_critic import locate_by_prompt
-from gaptune.agents.reference_teacher import ReferenceTeacher
+from gaptune.agents.reference_critic import ReferenceTeacher
 from gaptune.agents.skill_analyst import SkillAnalyst
-from gaptune.agents.teacher import Critic, TeacherError
 from gaptune.agents.step_reader import StepReaderTeacher
-from gaptune.agents.teacher_config import BackendConfig, ReaderBackend, ReferenceBackend, TeacherConfig
+from gaptune.agents.teacher_config import (
+    BackendConfig,
+    ReaderBackend,
+    ReferenceBackend,
+    TeacherConfig,
+)
 from gaptune.data.attempt import Attempt
+from gaptune.data.records import Critique, Usage
 from gaptune.data.sample import Sample
-from gaptune.tools.critique import Critique, Usage
+
+
+class Critic(Protocol):
+    """Finds the first wrong step of an attempt and names the skill it lacked."""
+
+    name: str
+
+    def critique(self, sample: Sample, attempt: Attempt) -> Critique: ...
 
 
 class LLMCritic:
@@ -44,7 +58,7 @@ class LLMCritic:
         except TeacherError as error:
             error.usage = spent[0].plus(error.usage)
             raise
-        except Exception as error:  # noqa: BLE001 - a misbehaving model must not end the run
+        except Exception as error:
             raise TeacherError("server_error", f"{self.name}: {type(error).__name__}: {error}",
                                usage=spent[0]) from error
 

@@ -13,18 +13,27 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from gaptune.agents.case_prompt import case_text, user_message
-from gaptune.agents.llm_backends import ChatBackend, build_backend
-from gaptune.agents.structured_output import schema_instructions, structured_call
-from gaptune.agents.teacher import Judge, JudgeDecision, TeacherError
+from gaptune.agents.llm.backends import ChatBackend, build_backend
+from gaptune.agents.llm.case_prompt import case_text, user_message
+from gaptune.agents.llm.errors import TeacherError
+from gaptune.agents.llm.structured_output import schema_instructions, structured_call
 from gaptune.agents.teacher_config import TeacherConfig
 from gaptune.data.attempt import Attempt
+from gaptune.data.records import Critique, JudgeDecision
 from gaptune.data.sample import Sample
 from gaptune.tools.classify_gaps import normalise
-from gaptune.tools.critique import Critique
+
+
+class Judge(Protocol):
+    """Picks one of several critiques of the same case (the subtask-ensemble idea)."""
+
+    name: str
+
+    def pick(self, sample: Sample, attempt: Attempt, candidates: list[Critique]) -> JudgeDecision: ...
 
 
 def _require(candidates: list[Critique]) -> None:

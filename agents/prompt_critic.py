@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from gaptune.agents.case_prompt import case_text, user_message
-from gaptune.agents.llm_backends import ChatBackend
+from gaptune.agents.llm.backends import ChatBackend
+from gaptune.agents.llm.case_prompt import case_text, user_message
+from gaptune.agents.llm.structured_output import schema_instructions, structured_call
 from gaptune.agents.skill_analyst import SKILL_EXAMPLES, clean_skill
-from gaptune.agents.structured_output import schema_instructions, structured_call
 from gaptune.data.attempt import Attempt
+from gaptune.data.records import Usage
 from gaptune.data.sample import Sample
-from gaptune.tools.critique import Usage
 
 
 class StepVerdict(BaseModel):

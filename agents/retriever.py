@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gaptune.data.records import Selection, SelectionItem
 from gaptune.tools.chroma_index import ChromaConfig
 from gaptune.tools.embedder import DEFAULT_EMBEDDING_MODEL
 from gaptune.tools.pool_index import DEFAULT_RRF_K, Hit, Method, PoolIndex
@@ -39,35 +40,6 @@ class RetrievalConfig(BaseModel):
     oversample: float = Field(default=2.0, ge=1.0)
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     chroma: ChromaConfig = Field(default_factory=ChromaConfig)
-
-
-class SelectionItem(BaseModel):
-    """Why one pool sample was chosen: the gap, the query sent for it, and how that query ranked it."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    sample_id: str
-    gap: str
-    query: str
-    method: str
-    score: float
-    rank: int = Field(ge=1)
-
-
-class Selection(BaseModel):
-    """One round's chosen samples; `allocation` is the budget per gap, `shortfall` what a gap could not fill."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    strategy: str
-    budget: int
-    allocation: dict[str, int]
-    items: list[SelectionItem]
-    shortfall: dict[str, int] = Field(default_factory=dict)
-
-    @property
-    def sample_ids(self) -> list[str]:
-        return [item.sample_id for item in self.items]
 
 
 def split_budget(profile: Mapping[str, int], budget: int) -> dict[str, int]:

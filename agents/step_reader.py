@@ -21,10 +21,10 @@ import random
 import re
 from typing import Literal
 
+from gaptune.agents.reference_critic import first_wrong_step
 from gaptune.data.attempt import Attempt
+from gaptune.data.records import Critique
 from gaptune.data.sample import Sample
-from gaptune.agents.reference_teacher import first_wrong_step
-from gaptune.tools.critique import Critique
 from gaptune.training.answer_parsing import normalize_text
 
 Locate = Literal["first-wrong", "random"]

@@ -36,7 +36,7 @@ def main() -> None:
     batched = generate_outputs(model, processor, samples, batch_size=args.batch_size)
     parallel = time.perf_counter() - started
 
-    agree = sum(a == b for a, b in zip(one_by_one, batched)) / len(samples)
+    agree = sum(a == b for a, b in zip(one_by_one, batched, strict=True)) / len(samples)
     print(f"samples: {len(samples)}   batch size: {args.batch_size}")
     print(f"one-by-one: {sequential:.2f} s  ({len(samples) / sequential:.1f} samples/s)")
     print(f"batched:    {parallel:.2f} s  ({len(samples) / parallel:.1f} samples/s)")

@@ -23,13 +23,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from teacher_server import FaultServer, transformers_serve  # noqa: E402
+from teacher_server import FaultServer, transformers_serve
 
-from gaptune.agents.critics import build_critics  # noqa: E402
-from gaptune.agents.teacher import TeacherError  # noqa: E402
-from gaptune.agents.teacher_config import TeacherConfig  # noqa: E402
-from gaptune.data.attempt import Attempt  # noqa: E402
-from gaptune.data.world.world import task_split  # noqa: E402
+from gaptune.agents.critics import build_critics
+from gaptune.agents.llm.errors import TeacherError
+from gaptune.agents.teacher_config import TeacherConfig
+from gaptune.data.attempt import Attempt
+from gaptune.data.world.world import task_split
 
 
 def _reply(_: dict) -> str:
@@ -66,7 +66,7 @@ def main() -> None:
 
     with ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
         if args.transformers_serve:
-            from gaptune.agents.smollm2 import prepare_smollm2
+            from gaptune.agents.llm.smollm2 import prepare_smollm2
 
             model = str(prepare_smollm2(args.cache_dir))
             base_url = stack.enter_context(transformers_serve(Path(model)))

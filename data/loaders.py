@@ -41,7 +41,14 @@ from typing import Any, Literal
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from gaptune.data.llava_format import DataError, RowError, RowProblem, read_llava, resolve_image, samples_from_row
+from gaptune.data.llava_format import (
+    DataError,
+    RowError,
+    RowProblem,
+    read_llava,
+    resolve_image,
+    samples_from_row,
+)
 from gaptune.data.sample import Sample
 
 HF_SCHEME = "hf://"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -35,7 +35,7 @@ def _quiet_libraries() -> None:
     transformers_logging.set_verbosity_error()
     warnings.filterwarnings("ignore", category=FutureWarning)
 
-ConfigArg = Annotated[Optional[Path], typer.Argument(help="YAML run config; omit for the embedded default")]
+ConfigArg = Annotated[Path | None, typer.Argument(help="YAML run config; omit for the embedded default")]
 SetOpt = Annotated[list[str], typer.Option("--set", help="override a config key: key.sub=value (repeatable)")]
 
 
@@ -55,7 +55,7 @@ def _config(path: Path | None, overrides: list[str]) -> Any:
 
 
 @app.command()
-def run(config: ConfigArg = None, run_dir: Annotated[Optional[Path], typer.Option(help="where the run writes everything")] = None,
+def run(config: ConfigArg = None, run_dir: Annotated[Path | None, typer.Option(help="where the run writes everything")] = None,
         set_: SetOpt = []) -> None:  # noqa: B006
     """Run the adaptation loop (with no config: the built-in world, tiny student, reference teacher)."""
     from gaptune.graph.runner import RunDirError
@@ -96,9 +96,9 @@ def _summary(run: RunDir, state: dict[str, Any]) -> None:
 
 @app.command()
 def trace(run_dir: Path,
-          sample: Annotated[Optional[str], typer.Option(help="why was this pool sample trained on?")] = None,
-          case: Annotated[Optional[str], typer.Option(help="what did the teachers say about this probe case?")] = None,
-          round_: Annotated[Optional[int], typer.Option("--round", help="every decision of one round")] = None,
+          sample: Annotated[str | None, typer.Option(help="why was this pool sample trained on?")] = None,
+          case: Annotated[str | None, typer.Option(help="what did the teachers say about this probe case?")] = None,
+          round_: Annotated[int | None, typer.Option("--round", help="every decision of one round")] = None,
           as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
     """Answer questions from the decision trace."""
     from gaptune.graph.explain import explain_case, explain_round, explain_sample
@@ -163,8 +163,8 @@ def report(run_dir: Path) -> None:
 def eval_(config: ConfigArg = None,
           split: Annotated[str, typer.Option(help="probe, val, test, or pool (a slice of every pool family)")] = "test",
           per_family: Annotated[int, typer.Option(help="samples per family with --split pool")] = 50,
-          student: Annotated[Optional[Path], typer.Option(help="student directory (default: the config's)")] = None,
-          adapter: Annotated[Optional[Path], typer.Option(help="an adapter saved by a run")] = None,
+          student: Annotated[Path | None, typer.Option(help="student directory (default: the config's)")] = None,
+          adapter: Annotated[Path | None, typer.Option(help="an adapter saved by a run")] = None,
           set_: SetOpt = []) -> None:  # noqa: B006
     """Accuracy table (overall, per skill, per family) of a student on a task split or across the pool."""
     from collections import defaultdict
@@ -249,14 +249,21 @@ def pool_annotate(config: Path, out: Annotated[Path, typer.Option(help="annotate
 
 
 @bench_app.command("efficiency")
-def bench_efficiency(spec: Annotated[Optional[Path], typer.Argument(help="bench spec YAML; omit for the committed table")] = None,
+def bench_efficiency(spec: Annotated[Path | None, typer.Argument(help="bench spec YAML; omit for the committed table")] = None,
                      out: Annotated[Path, typer.Option(help="where runs and the table go")] = Path("bench/efficiency"),
                      students_table: Annotated[bool, typer.Option(help="also write students.md (per-skill accuracy)")] = True,
                      per_family: Annotated[int, typer.Option(help="pool samples per family for students.md")] = 50,
-                     report_only: Annotated[bool, typer.Option(help="only rewrite the table from finished runs")] = False) -> None:
+                     report_only: Annotated[bool, typer.Option(help="only rewrite the table from finished runs")] = False,
+                     ) -> None:
     """Error-driven against every other arm: two students, budgets, seeds; resumable (finished runs are kept)."""
     from gaptune.data.atomic import write_text_atomic
-    from gaptune.graph.efficiency import load_spec, run_cells, save_spec, student_skills_markdown, write_outputs
+    from gaptune.graph.efficiency import (
+        load_spec,
+        run_cells,
+        save_spec,
+        student_skills_markdown,
+        write_outputs,
+    )
     from gaptune.graph.resources import Resources
 
     try:

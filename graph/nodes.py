@@ -16,14 +16,14 @@ from langgraph.types import Send
 
 from gaptune.agents.baselines import fixed_selection, full_selection, random_selection
 from gaptune.agents.gap_profile import gap_profile
+from gaptune.agents.llm.errors import TeacherError
 from gaptune.agents.retriever import Selection, SelectionItem, retrieve, split_budget
-from gaptune.agents.teacher import TeacherError
+from gaptune.data.records import Critique
 from gaptune.data.sample import Sample
 from gaptune.graph.plateau import plateau_update, stop_reason
 from gaptune.graph.resources import Resources
 from gaptune.graph.state import LoopState, RoundRecord
 from gaptune.tools.classify_gaps import make_classify_gaps_tool
-from gaptune.tools.critique import Critique
 from gaptune.training.lora_trainer import train_candidate
 
 

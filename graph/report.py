@@ -8,10 +8,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from gaptune.data.atomic import write_text_atomic  # noqa: E402
-from gaptune.graph.run_dir import RunDir  # noqa: E402
+from gaptune.data.atomic import write_text_atomic
+from gaptune.graph.run_dir import RunDir
 
 
 def metrics_from_state(config: Any, state: dict[str, Any]) -> dict[str, Any]:
@@ -60,7 +60,7 @@ def _plot_gaps(metrics: dict[str, Any], path: Path) -> None:
     for label in labels:
         values = [r["gaps"].get(label, 0) for r in rounds]
         axis.bar([str(r["round"]) for r in rounds], values, bottom=bottom, label=label)
-        bottom = [b + v for b, v in zip(bottom, values)]
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     axis.set_xlabel("round")
     axis.set_ylabel("wrong probe cases")
     axis.set_title("gap profile per round")

@@ -17,16 +17,15 @@ from typing import Any
 
 from rich.console import Console
 
-from gaptune.agents.teacher import Critic, Judge
-from gaptune.agents.critics import build_critics
-from gaptune.agents.judge import build_judge
+from gaptune.agents.critics import Critic, build_critics
+from gaptune.agents.judge import Judge, build_judge
 from gaptune.data.atomic import write_text_atomic
 from gaptune.data.attempt import Attempt
 from gaptune.data.loaders import load_samples
 from gaptune.data.sample import Sample
 from gaptune.data.world.families import SKILL_DESCRIPTIONS
-from gaptune.data.world.world import pool as world_pool
 from gaptune.data.world.world import CEILING_START, DRAW_STRIDE, task_split
+from gaptune.data.world.world import pool as world_pool
 from gaptune.graph.config import RunConfig
 from gaptune.graph.run_dir import RunDir
 from gaptune.graph.trace import Trace
@@ -34,7 +33,11 @@ from gaptune.tools.pool_index import FORMAT_VERSION as INDEX_FORMAT
 from gaptune.tools.pool_index import PoolIndex, index_pool
 from gaptune.training.evaluate import Evaluation, evaluate
 from gaptune.training.in_context import pick_demonstrations
-from gaptune.training.lora_trainer import load_adapted, read_adapter_info, resolve_device
+from gaptune.training.lora_trainer import (
+    load_adapted,
+    read_adapter_info,
+    resolve_device,
+)
 from gaptune.training.tiny_student import build_tiny_student, tiny_student_path
 
 

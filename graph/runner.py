@@ -40,7 +40,8 @@ def _describe(node: str, update: dict[str, Any] | None) -> str:
     if node == "choose":
         record = update["history"][-1]
         stop = f" · stop: {update['stop_reason']}" if update.get("stop_reason") else ""
-        return f"round {record['round']}: chose {record['chosen']} · val {record['val_acc']:.3f} · test {record['test_acc']:.3f}{stop}"
+        scores = f"val {record['val_acc']:.3f} · test {record['test_acc']:.3f}"
+        return f"round {record['round']}: chose {record['chosen']} · {scores}{stop}"
     if node == "critique":
         return ""
     if node == "judge":

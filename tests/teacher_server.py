@@ -9,6 +9,7 @@ the server the bottleneck.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -98,12 +99,11 @@ class FaultServer:
                 if status == 429:
                     self.send_header("Retry-After", "0")
                 self.end_headers()
-                try:
+                # the client may give up waiting (the timeout fault): that is the point
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up waiting (the timeout fault): that is the point
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 behaviour = server._next(body, self.headers.get("Authorization", ""))

@@ -49,7 +49,8 @@ def test_ci_sized_table_is_written_and_a_rerun_skips_finished_runs(tmp_path: Pat
                                                                    tiny_student: Path) -> None:
     spec = {
         "task": "compare-counts", "students": {"a": "counting-spatial-rare"},
-        "arms": ["error-driven", "random", "step-query", "task-steps"], "first_seed_arms": [], "budget": 40, "extra_budgets": [], "seeds": [0], "pool_size": 3000,
+        "arms": ["error-driven", "random", "step-query", "task-steps"], "first_seed_arms": [],
+        "budget": 40, "extra_budgets": [], "seeds": [0], "pool_size": 3000,
         "bootstrap_resamples": 200,
         "overrides": [f"cache_dir={cache_dir}", "student.tiny.steps=120", "student.tiny.pretrain_samples=4000",
                       "student.tiny.text_layers=2", "student.tiny.batch_size=32", "student.tiny.learning_rate=2e-3",

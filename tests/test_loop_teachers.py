@@ -10,12 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
+from teacher_server import FaultServer
+from test_teacher_faults import scripted_reply
 
 from gaptune.graph.config import load_config
 from gaptune.graph.runner import run
 from gaptune.graph.trace import read_trace
-from teacher_server import FaultServer
-from test_teacher_faults import scripted_reply
 
 pytestmark = pytest.mark.slow
 SECRET = "sk-loop-secret-0000"
@@ -71,7 +71,7 @@ def test_faulty_llm_critic_beside_reference_the_run_completes_and_counts_faults(
 def test_in_process_hf_teacher_runs_the_loop_with_answer_switch(
     cache_dir: Path, tiny_student: Path, tmp_path: Path
 ) -> None:
-    from gaptune.agents.smollm2 import ModelDownloadError, prepare_smollm2
+    from gaptune.agents.llm.smollm2 import ModelDownloadError, prepare_smollm2
 
     try:
         weights = prepare_smollm2(cache_dir)

@@ -1,9 +1,9 @@
-from gaptune.agents.reference_teacher import ReferenceTeacher
+import pytest
+
+from gaptune.agents.reference_critic import ReferenceTeacher
 from gaptune.data.attempt import Attempt
 from gaptune.data.world.world import task_split
 from gaptune.training.answer_parsing import parse_output
-
-import pytest
 
 
 def _attempt(sample_id: str, output: str) -> Attempt:
@@ -25,7 +25,8 @@ def test_first_differing_step_and_its_skill() -> None:
 def test_right_steps_wrong_answer_blames_the_last_step() -> None:
     sample = task_split("compare-counts", "probe", size=1)[0]
     flipped = "yes" if sample.answer == "no" else "no"
-    critique = ReferenceTeacher().critique(sample, _attempt(sample.id, "; ".join(s.text for s in sample.steps) + f"; answer: {flipped}"))
+    reasoning = "; ".join(s.text for s in sample.steps) + f"; answer: {flipped}"
+    critique = ReferenceTeacher().critique(sample, _attempt(sample.id, reasoning))
     assert critique.wrong_step == len(sample.steps) and critique.missing_skill == sample.steps[-1].skill
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from gaptune.agents.baselines import fixed_selection, full_selection, random_selection, target_skill_counts, target_step_counts
+from gaptune.agents.baselines import (
+    fixed_selection,
+    full_selection,
+    random_selection,
+    target_skill_counts,
+    target_step_counts,
+)
 from gaptune.agents.retriever import RetrievalConfig, split_budget
 from gaptune.data.world.world import task_split
 

@@ -11,11 +11,11 @@ from pydantic import ValidationError
 from gaptune.agents.answer_switch import locate_switch
 from gaptune.agents.critics import build_critics
 from gaptune.agents.judge import VotingJudge, build_judge
-from gaptune.agents.reference_teacher import ReferenceTeacher
-from gaptune.agents.structured_output import extract_json
+from gaptune.agents.llm.structured_output import extract_json
+from gaptune.agents.reference_critic import ReferenceTeacher
 from gaptune.agents.step_reader import StepReaderTeacher
 from gaptune.agents.teacher_config import HFBackend, OpenAIBackend, TeacherConfig
-from gaptune.tools.critique import Usage
+from gaptune.data.records import Usage
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "smollm2_teacher.yaml"
 

@@ -12,17 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from teacher_server import FaultServer
 
 from gaptune.agents.annotator import annotate_pool
 from gaptune.agents.critics import build_critics
 from gaptune.agents.judge import build_judge
-from gaptune.agents.teacher import TeacherError
+from gaptune.agents.llm.errors import TeacherError
 from gaptune.agents.teacher_config import TeacherConfig
 from gaptune.data.attempt import Attempt
+from gaptune.data.records import Critique
 from gaptune.data.sample import Sample
 from gaptune.data.world.world import task_split
-from gaptune.tools.critique import Critique
-from teacher_server import FaultServer
 
 SECRET = "sk-test-very-secret-key-123"
 

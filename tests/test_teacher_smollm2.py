@@ -9,18 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from teacher_server import transformers_serve
 
 from gaptune.agents.answer_switch import answer_switch
 from gaptune.agents.critics import build_critics
-from gaptune.agents.llm_backends import HFCausalLM
-from gaptune.agents.smollm2 import ModelDownloadError, prepare_smollm2
-from gaptune.agents.teacher import TeacherError
+from gaptune.agents.llm.backends import HFCausalLM
+from gaptune.agents.llm.errors import TeacherError
+from gaptune.agents.llm.smollm2 import ModelDownloadError, prepare_smollm2
 from gaptune.agents.teacher_config import HFBackend, TeacherConfig
 from gaptune.data.attempt import Attempt
+from gaptune.data.records import Critique
 from gaptune.data.sample import Sample
 from gaptune.data.world.world import task_split
-from gaptune.tools.critique import Critique
-from teacher_server import transformers_serve
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,15 @@ import pytest
 
 from gaptune.data.images import open_image
 from gaptune.data.world.world import (
-    CEILING_START, DRAW_STRIDE, SPLITS, TASKS, _item, _split_bucket, pool, pretraining_mix, task_split,
+    CEILING_START,
+    DRAW_STRIDE,
+    SPLITS,
+    TASKS,
+    _item,
+    _split_bucket,
+    pool,
+    pretraining_mix,
+    task_split,
 )
 
 
@@ -39,7 +47,7 @@ def test_different_seeds_give_different_samples_and_images() -> None:
     assert [(s.question, s.answer) for s in first] != [(s.question, s.answer) for s in second]
     first_pixels = [open_image(s.images[0]).tobytes() for s in first]
     second_pixels = [open_image(s.images[0]).tobytes() for s in second]
-    assert sum(a != b for a, b in zip(first_pixels, second_pixels)) > 40
+    assert sum(a != b for a, b in zip(first_pixels, second_pixels, strict=True)) > 40
 
 
 def _keys(task: str, split: str, seed: int, size: int | None) -> tuple[set[str], set[tuple[str, bytes]]]:

@@ -19,8 +19,8 @@ import numpy as np
 
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(
-    "a an and are as at be by can cannot t for from has have how in is it its not of on or "
-    "the than that this to was were what which with".split()
+    ["a", "an", "and", "are", "as", "at", "be", "by", "can", "cannot", "t", "for", "from", "has", "have", "how", "in",
+     "is", "it", "its", "not", "of", "on", "or", "the", "than", "that", "this", "to", "was", "were", "what", "which", "with"]
 )
 _SUFFIXES = ("ing", "es", "ed", "s")
 GROUP_IDS_FILE = "group_ids.json"

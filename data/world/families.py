@@ -14,7 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gaptune.data.world.scene import (
-    COLOURS, POSITIONS, SHAPES, Scene, WorldObject, random_scene, with_one_change,
+    COLOURS,
+    POSITIONS,
+    SHAPES,
+    Scene,
+    WorldObject,
+    random_scene,
+    with_one_change,
 )
 
 COLOUR = "colour"

@@ -1,4 +1,4 @@
-"""The critique: which step of the student's reasoning went wrong and which skill was missing."""
+"""Records that several rooms share: what a teacher concluded, what it cost, what the retriever chose and why."""
 
 from __future__ import annotations
 
@@ -62,3 +62,42 @@ class Critique(BaseModel):
     missing_skill: str = Field(min_length=1)
     explanation: str = ""
     usage: Usage = Field(default_factory=Usage)
+
+
+class JudgeDecision(BaseModel):
+    """Which candidate critique the judge kept, and why (both go into the trace)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: int = Field(ge=0)
+    reason: str
+    usage: Usage = Field(default_factory=Usage)
+
+
+class SelectionItem(BaseModel):
+    """Why one pool sample was chosen: the gap, the query sent for it, and how that query ranked it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sample_id: str
+    gap: str
+    query: str
+    method: str
+    score: float
+    rank: int = Field(ge=1)
+
+
+class Selection(BaseModel):
+    """One round's chosen samples; `allocation` is the budget per gap, `shortfall` what a gap could not fill."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: str
+    budget: int
+    allocation: dict[str, int]
+    items: list[SelectionItem]
+    shortfall: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def sample_ids(self) -> list[str]:
+        return [item.sample_id for item in self.items]

@@ -8,9 +8,9 @@ missing one. That is the ground truth an LLM teacher approximates.
 from __future__ import annotations
 
 from gaptune.data.attempt import Attempt
+from gaptune.data.records import Critique
 from gaptune.data.sample import Sample
 from gaptune.training.answer_parsing import normalize_text
-from gaptune.tools.critique import Critique
 
 FINAL_ANSWER_SKILL = "answer formatting"
 

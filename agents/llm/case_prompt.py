@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import io
 
-from gaptune.agents.llm_backends import Message
+from gaptune.agents.llm.backends import Message
 from gaptune.data.attempt import Attempt
 from gaptune.data.images import open_image
 from gaptune.data.sample import Sample

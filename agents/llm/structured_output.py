@@ -16,9 +16,9 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from gaptune.agents.llm_backends import ChatBackend, Message
-from gaptune.agents.teacher import TeacherError
-from gaptune.tools.critique import Usage
+from gaptune.agents.llm.backends import ChatBackend, Message
+from gaptune.agents.llm.errors import TeacherError
+from gaptune.data.records import Usage
 
 M = TypeVar("M", bound=BaseModel)
 

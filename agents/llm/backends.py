@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from gaptune.agents.response_cache import ResponseCache, cache_key
-from gaptune.agents.retry import PermanentError, call_with_retries
+from gaptune.agents.llm.response_cache import ResponseCache, cache_key
+from gaptune.agents.llm.retry import PermanentError, call_with_retries
 from gaptune.agents.teacher_config import HFBackend, OpenAIBackend
-from gaptune.tools.critique import Usage
+from gaptune.data.records import Usage
 
 Message = dict[str, Any]
 """A chat message: {"role": ..., "content": str | list of OpenAI content parts}."""

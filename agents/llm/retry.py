@@ -6,6 +6,7 @@ recovered after two 429s still shows them in the trace.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -14,8 +15,8 @@ from typing import TypeVar
 import httpx
 import openai
 
-from gaptune.agents.teacher import FaultKind, TeacherError
-from gaptune.tools.critique import Usage
+from gaptune.agents.llm.errors import FaultKind, TeacherError
+from gaptune.data.records import Usage
 
 T = TypeVar("T")
 
@@ -61,7 +62,7 @@ def call_with_retries(
             return call()
         except PermanentError as error:
             raise TeacherError(error.kind, f"{where}: {error}", usage=usage) from error
-        except Exception as error:  # noqa: BLE001 - every failure is classified, none kills the run
+        except Exception as error:
             kind = classify(error)
             if kind is None:
                 status = getattr(error, "status_code", None)
@@ -86,8 +87,6 @@ def _backoff(error: BaseException, attempt: int, backoff_s: float) -> float:
     response = getattr(error, "response", None)
     retry_after = response.headers.get("retry-after") if response is not None else None
     if retry_after:
-        try:
+        with contextlib.suppress(ValueError):
             delay = max(delay, min(float(retry_after), 60.0))
-        except ValueError:
-            pass
     return delay

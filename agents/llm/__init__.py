@@ -1,0 +1,1 @@
+"""LLM plumbing shared by the teacher roles: chat backends, retries, response cache, structured output, prompts."""
