@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from gaptune.agents.llm.backends import ChatBackend, build_backend
-from gaptune.agents.llm.case_prompt import question_text, user_message
+from gaptune.agents.llm.case_prompt import user_message
 from gaptune.agents.llm.errors import TeacherError
 from gaptune.agents.llm.response_cache import ResponseCache
 from gaptune.agents.llm.structured_output import schema_instructions, structured_call
@@ -64,7 +64,7 @@ class _LLMAnnotator:
         prompt = (
             "You label training data. Name the skills a model practises by answering this question "
             "about the image(s).\n\n"
-            f"{question_text(sample)}\nAnswer: {sample.answer}\n"
+            f"Question: {sample.question_text()}\nAnswer: {sample.answer}\n"
             + (f"Worked solution: {rationale}\n" if rationale else "")
             + "\nUse short reusable labels such as counting, colour, spatial relation, text reading, "
               "chart reading, comparison.\n"

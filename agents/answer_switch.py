@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gaptune.agents.llm.backends import ChatBackend, Message
-from gaptune.agents.llm.case_prompt import question_text
 from gaptune.data.attempt import Attempt
 from gaptune.data.records import Usage
 from gaptune.data.sample import Sample
@@ -55,7 +54,7 @@ def prefix_messages(sample: Sample, steps: list[str]) -> list[Message]:
     reasoning = "".join(f"{step}. " for step in steps)
     return [
         {"role": "system", "content": "Reason step by step, then give the final answer as a single word or number."},
-        {"role": "user", "content": question_text(sample)},
+        {"role": "user", "content": f"Question: {sample.question_text()}"},
         {"role": "assistant", "content": f"{reasoning}So the answer is"},
     ]
 

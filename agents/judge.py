@@ -25,7 +25,7 @@ from gaptune.agents.teacher_config import TeacherConfig
 from gaptune.data.attempt import Attempt
 from gaptune.data.records import Critique, JudgeDecision
 from gaptune.data.sample import Sample
-from gaptune.tools.classify_gaps import normalise
+from gaptune.data.text import normalise
 
 
 class Judge(Protocol):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from gaptune.data.attempt import Attempt
 from gaptune.data.records import Critique
 from gaptune.data.sample import Sample
-from gaptune.training.answer_parsing import normalize_text
+from gaptune.data.text import normalise
 
 FINAL_ANSWER_SKILL = "answer formatting"
 
@@ -20,7 +20,7 @@ def first_wrong_step(sample: Sample, attempt: Attempt) -> int:
     gold = sample.steps or []
     for index, gold_step in enumerate(gold):
         written = attempt.steps[index] if index < len(attempt.steps) else None
-        if written is None or normalize_text(written) != normalize_text(gold_step.text):
+        if written is None or normalise(written) != normalise(gold_step.text):
             return index
     return len(gold)
 

@@ -14,6 +14,7 @@ from gaptune.agents.llm.structured_output import schema_instructions, structured
 from gaptune.data.attempt import Attempt
 from gaptune.data.records import Usage
 from gaptune.data.sample import Sample
+from gaptune.data.text import normalise
 
 SKILL_EXAMPLES = """Examples of missing skills:
 - Question "How many red objects are there?", student step "count red = 2", correct count 3 -> "counting"
@@ -26,7 +27,7 @@ SKILL_EXAMPLES = """Examples of missing skills:
 
 def clean_skill(value: str) -> str:
     """A skill label normalised for counting and voting: lower case, single spaces, no quotes."""
-    skill = " ".join(value.strip().strip("\"'.").split()).lower()
+    skill = normalise(value)
     if not skill:
         raise ValueError("missing_skill is empty")
     if len(skill) > 60:

@@ -25,7 +25,7 @@ from gaptune.agents.reference_critic import first_wrong_step
 from gaptune.data.attempt import Attempt
 from gaptune.data.records import Critique
 from gaptune.data.sample import Sample
-from gaptune.training.answer_parsing import normalize_text
+from gaptune.data.text import normalise
 
 Locate = Literal["first-wrong", "random"]
 
@@ -47,7 +47,7 @@ _STEP_READINGS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 def read_step(text: str) -> str:
     """What a gold step asks of the student, in words; an unrecognised step is quoted as it is."""
-    normalised = normalize_text(text)
+    normalised = normalise(text)
     for pattern, reading in _STEP_READINGS:
         if pattern.search(normalised):
             return reading

@@ -29,6 +29,7 @@ from gaptune.agents.critics import build_critics
 from gaptune.agents.llm.errors import TeacherError
 from gaptune.agents.teacher_config import TeacherConfig
 from gaptune.data.attempt import Attempt
+from gaptune.data.cache import cache_dir
 from gaptune.data.world.world import task_split
 
 
@@ -61,7 +62,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--latency", type=float, default=0.5, help="fixed server latency per request, seconds")
     parser.add_argument("--transformers-serve", action="store_true", help="measure against SmolLM2 instead")
-    parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "gaptune")
+    parser.add_argument("--cache-dir", type=Path, default=cache_dir())
     args = parser.parse_args()
 
     with ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:

@@ -41,6 +41,7 @@ from typing import Any, Literal
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from gaptune.data.cache import cache_dir
 from gaptune.data.llava_format import (
     DataError,
     RowError,
@@ -175,8 +176,7 @@ def _saved_dataset(folder: Path) -> Any:
 def _cache_root(image_root: str | Path | None) -> Path:
     if image_root is not None:
         return Path(image_root)
-    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache_home) / "gaptune" / "images"
+    return cache_dir() / "images"
 
 
 def _dataset_rows(dataset: Any, label: str, source: str, image_dir: Path) -> Iterator[list[Sample] | RowProblem]:

@@ -46,6 +46,12 @@ class Sample(BaseModel):
             raise ValueError("a multiple-choice sample needs at least two choices")
         return value
 
+    def question_text(self) -> str:
+        """The question as every prompt shows it, student's and teacher's: "question Options: a, b."."""
+        if not self.choices:
+            return self.question
+        return f"{self.question} Options: {', '.join(self.choices)}."
+
     def target_text(self) -> str:
         """What the student is trained to write: its reasoning steps, then the answer."""
         return format_reasoning([step.text for step in self.steps or []], self.answer)

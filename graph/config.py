@@ -7,7 +7,6 @@ composes them and adds the loop's own settings.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from gaptune.agents.retriever import RetrievalConfig
 from gaptune.agents.teacher_config import TeacherConfig
+from gaptune.data.cache import cache_dir
 from gaptune.data.world.world import DEFAULT_POOL_SIZE, DEFAULT_SPLIT_SIZES, TASKS
 from gaptune.training.lora_trainer import TrainerConfig
 from gaptune.training.tiny_student import TinyStudentConfig
@@ -90,13 +90,6 @@ class StudentConfig(BaseModel):
     max_new_tokens: int = 48
 
 
-def default_cache_dir() -> str:
-    base = os.environ.get("GAPTUNE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gaptune"
-    )
-    return base
-
-
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -118,7 +111,7 @@ class RunConfig(BaseModel):
     mining: Mining = "held-out"
     mining_fraction: float = Field(default=0.5, gt=0.0, lt=1.0)
     max_concurrency: int = Field(default=4, ge=1)
-    cache_dir: str = Field(default_factory=default_cache_dir)
+    cache_dir: str = Field(default_factory=lambda: str(cache_dir()))
     task: TaskConfig = Field(default_factory=TaskConfig)
     pool: PoolConfig = Field(default_factory=PoolConfig)
     student: StudentConfig = Field(default_factory=StudentConfig)

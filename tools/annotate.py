@@ -11,12 +11,9 @@ from __future__ import annotations
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gaptune.data.text import normalise
+
 MAX_SKILLS = 5
-
-
-def normalise_skill(label: str) -> str:
-    """A skill label as stored in the pool: lower case, single spaces, no surrounding quotes or dots."""
-    return " ".join(label.strip().strip("\"'.").split()).lower()
 
 
 class AnnotateSampleArgs(BaseModel):
@@ -31,7 +28,7 @@ class AnnotateSampleArgs(BaseModel):
     @field_validator("skills")
     @classmethod
     def _short_labels(cls, values: list[str]) -> list[str]:
-        cleaned = [normalise_skill(value) for value in values]
+        cleaned = [normalise(value) for value in values]
         if any(not value or len(value) > 60 for value in cleaned):
             raise ValueError("each skill must be a short, non-empty label of a few words")
         return list(dict.fromkeys(cleaned))

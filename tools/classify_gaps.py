@@ -11,7 +11,6 @@ wrong skill. The mapping is returned with the counts for the decision trace.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -19,6 +18,7 @@ from typing import Literal
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
+from gaptune.data.text import normalise
 from gaptune.tools.bm25_index import tokenize
 from gaptune.tools.embedder import DEFAULT_EMBEDDING_MODEL, load_embedder
 
@@ -46,10 +46,6 @@ class GapClassification(BaseModel):
 
     counts: dict[str, int]
     mapping: list[GapMapping]
-
-
-def normalise(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", text.lower()).split())
 
 
 def classify_gaps(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from gaptune.data.sample import ANSWER_PREFIX, Sample
+from gaptune.data.text import normalise
 
 _NUMBER_WORDS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
@@ -17,12 +18,6 @@ _NUMBER_WORDS = {
 }
 _ANSWER_RE = re.compile(re.escape(ANSWER_PREFIX), re.IGNORECASE)
 _LETTER_RE = re.compile(r"\(?([a-z])\)?[.:]?(?:\s+(.*))?")
-_WS_RE = re.compile(r"\s+")
-
-
-def normalize_text(text: str) -> str:
-    """Lower-case, collapse whitespace, strip surrounding punctuation."""
-    return _WS_RE.sub(" ", text.strip().lower()).strip(" .,;:!?\"'")
 
 
 def parse_output(output: str) -> tuple[list[str], str | None]:
@@ -35,7 +30,7 @@ def parse_output(output: str) -> tuple[list[str], str | None]:
         reasoning, answer = output, None
     else:
         last = matches[-1]
-        reasoning, answer = output[: last.start()], normalize_text(output[last.end():].split("\n")[0])
+        reasoning, answer = output[: last.start()], normalise(output[last.end():].split("\n")[0])
     steps = [part.strip() for part in reasoning.split(";") if part.strip()]
     return steps, answer
 
@@ -54,7 +49,7 @@ def _choice_letter(text: str, options: dict[str, str]) -> str | None:
     match = _LETTER_RE.fullmatch(text)
     if match and match.group(1) in options:
         rest = match.group(2)
-        if rest is None or normalize_text(rest) == options[match.group(1)]:
+        if rest is None or normalise(rest) == options[match.group(1)]:
             return match.group(1)
     return next((letter for letter, option in options.items() if option == text), None)
 
@@ -63,11 +58,11 @@ def is_correct(answer: str | None, sample: Sample) -> bool:
     """Whether a parsed answer matches the sample's gold answer."""
     if answer is None:
         return False
-    given, gold = normalize_text(answer), normalize_text(sample.answer)
+    given, gold = normalise(answer), normalise(sample.answer)
     if given == gold:
         return True
     if sample.choices:
-        options = {chr(ord("a") + i): normalize_text(choice) for i, choice in enumerate(sample.choices)}
+        options = {chr(ord("a") + i): normalise(choice) for i, choice in enumerate(sample.choices)}
         gold_letter = _choice_letter(gold, options)
         if gold_letter is not None and _choice_letter(given, options) == gold_letter:
             return True

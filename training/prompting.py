@@ -22,15 +22,9 @@ INSTRUCTION = (
 )
 
 
-def question_text(sample: Sample) -> str:
-    if not sample.choices:
-        return sample.question
-    return f"{sample.question} Options: {', '.join(sample.choices)}."
-
-
 def _user_turn(sample: Sample) -> dict[str, Any]:
     content: list[dict[str, Any]] = [{"type": "image"} for _ in sample.images]
-    content.append({"type": "text", "text": question_text(sample)})
+    content.append({"type": "text", "text": sample.question_text()})
     return {"role": "user", "content": content}
 
 

@@ -15,18 +15,11 @@ from gaptune.data.images import open_image
 from gaptune.data.sample import Sample
 
 
-def question_text(sample: Sample) -> str:
-    lines = [f"Question: {sample.question}"]
-    if sample.choices:
-        lines.append("Choices: " + "; ".join(f"({chr(ord('a') + i)}) {c}" for i, c in enumerate(sample.choices)))
-    return "\n".join(lines)
-
-
 def case_text(sample: Sample, attempt: Attempt) -> str:
     """The case as text, steps numbered from 1 (weak models count from 1 more reliably)."""
     steps = "\n".join(f"{i}. {step}" for i, step in enumerate(attempt.steps, start=1)) or "(no steps)"
     return (
-        f"{question_text(sample)}\n"
+        f"Question: {sample.question_text()}\n"
         f"Correct answer: {sample.answer}\n"
         f"Student's reasoning steps:\n{steps}\n"
         f"Student's final answer: {attempt.answer if attempt.answer is not None else '(none)'}"
