@@ -36,7 +36,7 @@ from gaptune.data.world.families import FAMILIES, generate
 from gaptune.data.world.scene import CELL, IMAGE_SIZE
 from gaptune.data.world.world import DEFAULT_MIX, known_mix, pretraining_mix
 from gaptune.training.batching import training_batch
-from gaptune.training.prompting import INSTRUCTION, question_text
+from gaptune.training.prompting import INSTRUCTION
 
 IMAGE_TOKEN = "<image>"
 # Bump when the architecture, initialisation or pretraining recipe changes, so
@@ -223,4 +223,4 @@ def build_tiny_student(cache_dir: Path, config: TinyStudentConfig | None = None,
     return target
 
 
-__all__ = ["TinyStudentConfig", "build_model", "build_processor", "build_tiny_student", "build_tokenizer", "question_text"]
+__all__ = ["TinyStudentConfig", "build_model", "build_processor", "build_tiny_student", "build_tokenizer"]
