@@ -13,17 +13,50 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    with open_atomic(path) as stream:
+        stream.write(text)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    with open_atomic_binary(path) as stream:
+        stream.write(data)
+
+
+@contextmanager
+def open_atomic(path: Path) -> Iterator[TextIO]:
+    """A text stream (UTF-8) that becomes `path` when the block succeeds; on any error `path` is left as it was.
+
+    For files written piece by piece (an export streamed row by row) that
+    would not fit one `write_text_atomic` string.
+    """
+    with _staged(path) as temp, temp.open("w", encoding="utf-8") as stream:
+        yield stream
+
+
+@contextmanager
+def open_atomic_binary(path: Path) -> Iterator[BinaryIO]:
+    """`open_atomic` for bytes."""
+    with _staged(path) as temp, temp.open("wb") as stream:
+        yield stream
+
+
+@contextmanager
+def _staged(path: Path) -> Iterator[Path]:
+    """A temporary sibling of `path`, renamed over it when the block succeeds and removed when it fails."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    temp = Path(name)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
+        yield temp
         os.replace(temp, path)
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
 
 

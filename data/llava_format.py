@@ -29,14 +29,15 @@ reading restores, so write -> read is an exact round trip.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from gaptune.data.atomic import open_atomic
+from gaptune.data.errors import DataError
 from gaptune.data.sample import Sample
 from gaptune.data.world.world import WORLD_SCHEME
 
@@ -64,18 +65,6 @@ class RowProblem(BaseModel):
 
     def describe(self) -> str:
         return f"{self.file} {self.unit} {self.row}, field {self.field!r}: {self.message}"
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file, the row and the field to fix."""
-
-    def __init__(self, message: str, problem: RowProblem | None = None) -> None:
-        super().__init__(message)
-        self.problem = problem
-
-    @classmethod
-    def from_problem(cls, problem: RowProblem) -> DataError:
-        return cls(problem.describe(), problem)
 
 
 class RowError(ValueError):
@@ -230,26 +219,19 @@ def write_llava(samples: Iterable[Sample], path: str | Path, *, image_root: str 
     path = Path(path)
     root = Path(image_root) if image_root is not None else None
     jsonl = path.suffix == ".jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     count = 0
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            if not jsonl:
-                out.write("[")
-            for sample in samples:
-                text = json.dumps(llava_row(sample, image_root=root), ensure_ascii=False)
-                if jsonl:
-                    out.write(text + "\n")
-                else:
-                    out.write(("\n" if count == 0 else ",\n") + text)
-                count += 1
-            if not jsonl:
-                out.write("\n]\n")
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with open_atomic(path) as out:
+        if not jsonl:
+            out.write("[")
+        for sample in samples:
+            text = json.dumps(llava_row(sample, image_root=root), ensure_ascii=False)
+            if jsonl:
+                out.write(text + "\n")
+            else:
+                out.write(("\n" if count == 0 else ",\n") + text)
+            count += 1
+        if not jsonl:
+            out.write("\n]\n")
     return count
 
 
@@ -272,9 +254,28 @@ def read_llava(path: str | Path, *, image_root: str | Path | None = None) -> Ite
     """Per row, its samples or what is wrong with it; JSONL is streamed line by line.
 
     A JSON list must be parsed whole, but each raw row is released as soon as it
-    is converted, so raw rows and samples are not both held in full.
+    is converted, so raw rows and samples are not both held in full. A file
+    that cannot be read as text at all raises `DataError`.
     """
     path = Path(path)
+    with unreadable_as_data_error(path):
+        yield from _read_llava(path, image_root)
+
+
+@contextmanager
+def unreadable_as_data_error(path: Path) -> Iterator[None]:
+    """A data file that is not UTF-8 text, or cannot be opened, is the user's to fix: say which and why."""
+    try:
+        yield
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text (undecodable byte at offset {error.start}); expected LLaVA JSON "
+                        "or JSONL (is it an image, an archive, or another encoding?)") from error
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read ({error.strerror or error}); check the path and its permissions") \
+            from error
+
+
+def _read_llava(path: Path, image_root: str | Path | None) -> Iterator[list[Sample] | RowProblem]:
     root = Path(image_root) if image_root is not None else path.parent
     root = root if root.is_absolute() else Path.cwd() / root
     source = path.name
@@ -313,5 +314,5 @@ def _convert(row: object, path: Path, number: int, unit: Literal["line", "index"
 
 __all__ = [
     "GAPTUNE_KEY", "IMAGE_TOKEN", "DataError", "RowError", "RowProblem",
-    "llava_row", "read_llava", "resolve_image", "samples_from_row", "write_llava",
+    "llava_row", "read_llava", "resolve_image", "samples_from_row", "unreadable_as_data_error", "write_llava",
 ]

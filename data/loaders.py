@@ -32,8 +32,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -41,14 +39,16 @@ from typing import Any, Literal
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from gaptune.data.atomic import write_bytes_atomic
 from gaptune.data.cache import cache_dir
+from gaptune.data.errors import DataError
 from gaptune.data.llava_format import (
-    DataError,
     RowError,
     RowProblem,
     read_llava,
     resolve_image,
     samples_from_row,
+    unreadable_as_data_error,
 )
 from gaptune.data.sample import Sample
 
@@ -131,7 +131,7 @@ def sample_from_flat_row(row: dict[str, Any], *, images: list[str], default_id: 
 
 def _imagefolder_rows(folder: Path) -> Iterator[list[Sample] | RowProblem]:
     metadata = folder / IMAGEFOLDER_METADATA
-    with metadata.open("r", encoding="utf-8") as handle:
+    with unreadable_as_data_error(metadata), metadata.open("r", encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -236,11 +236,7 @@ def _stored_image(value: Any, field: str, image_dir: Path) -> str:
         raise RowError(field, "image bytes are not a readable image") from error
     target = image_dir / f"{hashlib.sha256(data).hexdigest()[:40]}.{suffix}"
     if not target.is_file():
-        image_dir.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(dir=image_dir, suffix=".tmp")
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temp_name, target)
+        write_bytes_atomic(target, data)
     return str(target)
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gaptune.agents.retriever import RetrievalConfig
 from gaptune.agents.teacher_config import TeacherConfig
 from gaptune.data.cache import cache_dir
+from gaptune.data.errors import UserError
 from gaptune.data.world.world import DEFAULT_POOL_SIZE, DEFAULT_SPLIT_SIZES, TASKS
 from gaptune.training.lora_trainer import TrainerConfig
 from gaptune.training.tiny_student import TinyStudentConfig
@@ -28,7 +29,7 @@ Selection = Literal["error-driven", "random", "full", "task-skills", "probe-only
 Mining = Literal["held-out", "all"]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override the user must fix; the message names the key."""
 
 

@@ -229,3 +229,27 @@ def test_saved_hugging_face_dataset(tmp_path: Path) -> None:
     samples = load_samples(tmp_path / "conv", image_root=images).samples
     assert [(s.id, s.question, s.answer) for s in samples] == [("c1", "Q1", "A1"), ("c1#2", "Q2", "A2")]
     assert samples[0].images == samples[1].images and Path(samples[0].images[0]).parent == images
+
+
+def test_data_errors_are_user_errors_and_say_what_to_fix(tmp_path: Path) -> None:
+    from gaptune.data.errors import UserError
+
+    path = _write_jsonl(tmp_path, [json.dumps(_row("x", image="absent.png"))])
+    with pytest.raises(UserError, match=rf"^{path} line 1, field 'image': .*absent.png.*fix or remove this row"):
+        load_samples(path)
+
+
+@pytest.mark.parametrize("name", ["pool.jsonl", "pool.json"])
+def test_a_file_that_is_not_text_is_a_data_error_naming_it(tmp_path: Path, name: str) -> None:
+    binary = tmp_path / name
+    binary.write_bytes(b"{\xff\xfe\x00garbage")
+    with pytest.raises(DataError, match=rf"^{binary}: not UTF-8 text"):
+        load_samples(binary, strict=False)
+
+
+def test_an_imagefolder_whose_metadata_is_not_text_is_a_data_error(tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    metadata = tmp_path / "folder" / "metadata.jsonl"
+    metadata.write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(DataError, match=rf"^{metadata}: not UTF-8 text"):
+        load_samples(tmp_path / "folder", strict=False)
