@@ -1,20 +1,96 @@
-"""The `gaptune` command line: run, resume, trace, report, eval, world and pool commands."""
+"""The `gaptune` command line: run, resume, trace, report, eval, world and pool commands.
+
+Every command runs inside one error handler (`_Commands.invoke`): an error the
+user can fix (a `UserError`, and the few library errors that mean the same,
+see `user_message`) prints `error: <message>` on stderr and exits 2; anything
+else is a bug in gaptune: one line saying so and exit 1. `--debug` (or
+GAPTUNE_DEBUG=1) prints the traceback in both cases.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
+import traceback
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
-from gaptune.graph.config import ConfigError, load_config
+from gaptune.data.errors import RunDirectoryError, UserError
+from gaptune.graph.config import load_config
 from gaptune.graph.run_dir import RunDir
 
-app = typer.Typer(help="Adapt a multimodal model to a task by tuning on the skills it lacks.", no_args_is_help=True)
+DEBUG_ENV = "GAPTUNE_DEBUG"
+USER_ERROR_EXIT = 2
+BUG_EXIT = 1
+
+
+def user_message(error: BaseException) -> str | None:
+    """The message to show when `error` is the user's to fix; None when it is a bug in gaptune.
+
+    Beside `UserError`: a path the user gave that does not exist or cannot be
+    read (OSError with a file name), a config model's `ValidationError`, a run
+    directory the runner refuses, and a teacher failure that ended the run
+    rather than being counted as a skipped case (server down, bad base_url,
+    rejected key). The last two are matched through `sys.modules`: when their
+    module was never imported, the error cannot be one of theirs.
+    """
+    if isinstance(error, UserError):
+        return str(error)
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror.lower()}"
+    if isinstance(error, ValidationError) and error.title.endswith(("Config", "Spec")):
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<top>'}: {e['msg']}" for e in error.errors())
+        return f"invalid {error.title}: {problems}"
+    runner = sys.modules.get("gaptune.graph.runner")
+    if runner is not None and isinstance(error, runner.RunDirError):
+        return str(error)
+    teacher_errors = sys.modules.get("gaptune.agents.llm.errors")
+    if teacher_errors is not None and isinstance(error, teacher_errors.TeacherError):
+        return (f"{error} (the teacher failed outside a single case, which ends the run: check that its server is up "
+                "and teacher.base_url, teacher.model and teacher.api_key_env in the config)")
+    return None
+
+
+def _debugging(ctx: typer.Context) -> bool:
+    return bool(ctx.params.get("debug")) or os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def report_failure(error: BaseException, *, debug: bool) -> int:
+    """Print what went wrong on stderr and return the exit code: 2 for the user's errors, 1 for gaptune's bugs."""
+    if debug:
+        traceback.print_exception(error, file=sys.stderr)
+    message = user_message(error)
+    if message is not None:
+        typer.secho(f"error: {message}", err=True, fg="red")
+        return USER_ERROR_EXIT
+    hint = "" if debug else "; rerun with --debug for the traceback"
+    typer.secho(f"error: a bug in gaptune, not in your input: {type(error).__name__}: {error}{hint}",
+                err=True, fg="red")
+    return BUG_EXIT
+
+
+class _Commands(TyperGroup):
+    """The top-level group: every command, sub-commands included, runs inside one error handler."""
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # usage errors, --help, explicit exits: typer reports them itself
+        except Exception as error:
+            raise typer.Exit(report_failure(error, debug=_debugging(ctx))) from error
+
+
+app = typer.Typer(help="Adapt a multimodal model to a task by tuning on the skills it lacks.", no_args_is_help=True,
+                  cls=_Commands)
 world_app = typer.Typer(help="The built-in synthetic world and its tiny student.", no_args_is_help=True)
 pool_app = typer.Typer(help="Pool annotation and indexing.", no_args_is_help=True)
 bench_app = typer.Typer(help="Experiments that test the method's claims.", no_args_is_help=True)
@@ -24,16 +100,27 @@ app.add_typer(bench_app, name="bench")
 console = Console()
 
 
+# Commands that only read a run directory: they load no model, so they skip importing transformers (seconds).
+_READ_ONLY_COMMANDS = ("trace", "report")
+
+
 @app.callback()
-def _quiet_libraries() -> None:
+def _quiet_libraries(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", envvar=DEBUG_ENV,
+                                        help="print the traceback of any error (also: GAPTUNE_DEBUG=1)")] = False,
+) -> None:
     """gaptune prints its own progress; the libraries' per-load bars and deprecation chatter would bury it."""
     import warnings
 
+    if ctx.invoked_subcommand in _READ_ONLY_COMMANDS:
+        return
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
     warnings.filterwarnings("ignore", category=FutureWarning)
+
 
 ConfigArg = Annotated[Path | None, typer.Argument(help="YAML run config; omit for the embedded default")]
 SetOpt = Annotated[list[str], typer.Option("--set", help="override a config key: key.sub=value (repeatable)")]
@@ -47,11 +134,20 @@ def _scratch_run() -> RunDir:
 
 
 def _config(path: Path | None, overrides: list[str]) -> Any:
-    try:
-        return load_config(path, overrides)
-    except ConfigError as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(2) from error
+    return load_config(path, overrides)
+
+
+def _run_directory(path: Path) -> RunDir:
+    """A run directory the user named: it must exist and hold a gaptune run (a config.yaml or a trace)."""
+    run = RunDir(path)
+    if not path.exists():
+        raise RunDirectoryError(f"{path}: no such run directory")
+    if not path.is_dir():
+        raise RunDirectoryError(f"{path}: a file, not a run directory")
+    if not run.config.exists() and not run.trace.exists():
+        raise RunDirectoryError(f"{path}: not a gaptune run directory (no config.yaml and no trace.jsonl); "
+                                "a run directory is what `gaptune run --run-dir DIR` created")
+    return run
 
 
 @app.command()
@@ -67,8 +163,7 @@ def run(config: ConfigArg = None, run_dir: Annotated[Path | None, typer.Option(h
     try:
         state = start_run(resolved, target, console=console)
     except RunDirError as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(2) from error
+        raise RunDirectoryError(str(error)) from error
     _summary(RunDir(target), state)
 
 
@@ -78,11 +173,11 @@ def resume(run_dir: Path) -> None:
     from gaptune.graph.runner import RunDirError
     from gaptune.graph.runner import resume as resume_run
 
+    _run_directory(run_dir)
     try:
         state = resume_run(run_dir, console=console)
     except RunDirError as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(2) from error
+        raise RunDirectoryError(str(error)) from error
     _summary(RunDir(run_dir), state)
 
 
@@ -96,46 +191,55 @@ def _summary(run: RunDir, state: dict[str, Any]) -> None:
 
 @app.command()
 def trace(run_dir: Path,
-          sample: Annotated[str | None, typer.Option(help="why was this pool sample trained on?")] = None,
+          sample: Annotated[str | None, typer.Option(help="why was this pool sample trained on, and what did it change?")] = None,
           case: Annotated[str | None, typer.Option(help="what did the teachers say about this probe case?")] = None,
           round_: Annotated[int | None, typer.Option("--round", help="every decision of one round")] = None,
-          as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
-    """Answer questions from the decision trace."""
-    from gaptune.graph.explain import explain_case, explain_round, explain_sample
-    from gaptune.graph.trace import read_trace
+          as_json: Annotated[bool, typer.Option("--json", help="the same answer as JSON")] = False) -> None:
+    """Answer questions from the decision trace (no option: the run round by round).
 
-    events = read_trace(RunDir(run_dir).trace)
+    Exit 1 when the trace holds no answer (a sample never selected, a case never critiqued, a round never run).
+    """
+    from gaptune.graph import explain
+    from gaptune.graph import trace as views
+
+    asked = [name for name, value in (("--sample", sample), ("--case", case), ("--round", round_)) if value is not None]
+    if len(asked) > 1:
+        raise UserError(f"ask one question at a time: {' and '.join(asked)} were both given")
+    run = _run_directory(run_dir)
+    events = views.read_trace(run.trace)
     if not events:
-        console.print(f"[red]{run_dir} has no trace.jsonl (is it a run directory?)[/]")
-        raise typer.Exit(2)
+        raise RunDirectoryError(f"{run_dir}: no decision trace yet (trace.jsonl is missing or empty: "
+                                "the run has not finished its first step)")
+    payload: Any
     if sample is not None:
-        result: Any = explain_sample(events, sample)
-        if not result:
-            console.print(f"[yellow]{sample} was never selected from the pool in this run[/]")
-            raise typer.Exit(1)
+        selections = explain.explain_sample(events, sample)
+        if not selections:
+            _no_answer(f"{sample} was never selected from the pool in this run")
+        payload, view = [s.model_dump(mode="json") for s in selections], views.render_sample(sample, selections)
     elif case is not None:
-        result = explain_case(events, case)
-        if not result:
-            console.print(f"[yellow]no critique of case {case} in this run[/]")
-            raise typer.Exit(1)
+        rounds = explain.explain_case(events, case)
+        if not rounds:
+            _no_answer(f"no critique of case {case} in this run (only wrong probe cases are critiqued)")
+        payload, view = [r.model_dump(mode="json") for r in rounds], views.render_case(case, rounds)
     elif round_ is not None:
-        result = explain_round(events, round_)
+        present = explain.rounds_of(events)
+        if round_ not in present:
+            _no_answer(f"round {round_} is not in this run's trace (rounds: {', '.join(map(str, present))})")
+        explained = explain.explain_round(events, round_)
+        payload, view = explained.model_dump(mode="json"), views.render_round(explained)
     else:
-        result = [{"round": e["round"], "node": e["node"], "agent": e["agent"]} for e in events]
+        metrics = json.loads(run.metrics.read_text()) if run.metrics.exists() else None
+        overview = explain.explain_run(events, metrics)
+        payload, view = overview.model_dump(mode="json"), views.render_run(overview)
     if as_json:
-        typer.echo(json.dumps(result, indent=2, default=str))
-        return
-    if sample is not None:
-        for reason in result:
-            console.print(f"[bold]round {reason['round']}[/] ({reason['strategy']}): selected for gap "
-                          f"[cyan]{reason['gap'] or '-'}[/] ({reason['gap_errors']} errors) by query {reason['query']!r}, "
-                          f"{reason['method']} score {reason['score']:.4f}, rank {reason['rank']}")
-            for c in reason["cases"]:
-                step = "?" if c["wrong_step"] is None else c["wrong_step"] + 1
-                console.print(f"  case {c['case']}: {c['teacher']} says step {step} lacks "
-                              f"[cyan]{c['missing_skill']}[/]: {c['explanation']}")
-        return
-    console.print_json(json.dumps(result, default=str))
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        console.print(view)
+
+
+def _no_answer(message: str) -> NoReturn:
+    typer.secho(message, err=True, fg="yellow")
+    raise typer.Exit(1)
 
 
 @app.command()
@@ -143,10 +247,10 @@ def report(run_dir: Path) -> None:
     """Rewrite report.md and its plots from metrics.json, and print the round table."""
     from gaptune.graph.report import write_report
 
-    run = RunDir(run_dir)
+    run = _run_directory(run_dir)
     if not run.metrics.exists():
-        console.print(f"[red]{run.metrics} does not exist: the run has not finished (resume it first)[/]")
-        raise typer.Exit(2)
+        raise RunDirectoryError(f"{run_dir}: no metrics.json: the run has not finished "
+                                f"(continue it with `gaptune resume {run_dir}`)")
     metrics = json.loads(run.metrics.read_text())
     write_report(run, metrics)
     table = Table(title=f"{metrics['task']} · {metrics['selection']} · {metrics['stop_reason']}")
@@ -182,8 +286,7 @@ def eval_(config: ConfigArg = None,
                 by_family[sample.task].append(sample)
         samples = [sample for family in sorted(by_family) for sample in by_family[family]]
     elif split not in ("probe", "val", "test"):
-        console.print(f"[red]--split {split!r}: expected probe, val, test or pool[/]")
-        raise typer.Exit(2)
+        raise UserError(f"--split {split!r}: expected probe, val, test or pool")
     evaluation = res.evaluate(str(adapter) if adapter else None, split, samples)
     title = "pool" if split == "pool" else f"{resolved.task.name} · {split}"
     table = Table(title=f"{title} · {len(evaluation.attempts)} samples")
@@ -266,11 +369,7 @@ def bench_efficiency(spec: Annotated[Path | None, typer.Argument(help="bench spe
     )
     from gaptune.graph.resources import Resources
 
-    try:
-        resolved = load_spec(spec)
-    except ConfigError as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(2) from error
+    resolved = load_spec(spec)
     started = time.perf_counter()
     save_spec(resolved, out)
 
@@ -281,7 +380,10 @@ def bench_efficiency(spec: Annotated[Path | None, typer.Argument(help="bench spe
 
         write_text_atomic(out / "students.md", student_skills_markdown(resolved, per_family, resolved.overrides, evaluate))
     if not report_only:
-        run_cells(resolved, out, console=console, on_finished=lambda: write_outputs(resolved, out))
+        def refresh_table() -> None:
+            write_outputs(resolved, out)
+
+        run_cells(resolved, out, console=console, on_finished=refresh_table)
     wall = time.perf_counter() - started
     rows = write_outputs(resolved, out, wall_s=None if report_only else wall)
     console.print((out / "table.md").read_text())

@@ -1,29 +1,211 @@
-"""Answers from the trace: why was this sample trained on, what did the teacher say about this case."""
+"""Answers from the trace: why was this sample trained on, what did it change, what did the teacher say about a case.
+
+Pure functions from trace events (as `read_trace` returns them) to typed
+explanations; rendering them as text or JSON is the command line's job. The
+events read here are the ones graph/nodes.py records: `start`, `probe`,
+`critique`, `judge`, `classify_gaps`, `select_data`, `train`, `choose`.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 
-def _by_node(events: list[dict[str, Any]], node: str) -> list[dict[str, Any]]:
+Event = dict[str, Any]
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CaseReason(_View):
+    """A wrong probe case behind a gap, and the critique the judge kept for it."""
+
+    case: str
+    teacher: str
+    wrong_step: int | None
+    missing_skill: str
+    explanation: str
+
+
+class CandidateResult(_View):
+    """One candidate adapter trained in a round: its kind, its training set size, its val accuracy, kept or not."""
+
+    candidate: str
+    train_size: int
+    val_acc: float
+    chosen: bool
+
+
+class Effect(_View):
+    """What a sample selected in `round` went into, and what that round changed on the validation split.
+
+    Every candidate of the round trains on the round's cumulative selection, so
+    the sample entered each of `candidates`; `chosen` is the one the round kept
+    (None while the round has not finished). `val_before` is the model the
+    round started from (the base student for round 1), `val_after` the kept
+    candidate's. Later rounds train on the cumulative set too:
+    `also_trained_in` lists them.
+    """
+
+    round: int
+    candidates: list[CandidateResult]
+    chosen: str | None
+    val_before: float | None
+    val_after: float | None
+    also_trained_in: list[int]
+
+
+class SampleSelection(_View):
+    """One selection of a pool sample: the round, the gap and query that chose it, the cases behind the gap, its effect.
+
+    `effect` is None when the run stopped before that round trained anything.
+    """
+
+    round: int
+    strategy: str
+    sample_id: str
+    gap: str
+    gap_errors: int
+    query: str
+    method: str
+    score: float
+    rank: int
+    cases: list[CaseReason]
+    effect: Effect | None
+
+
+class CritiqueView(_View):
+    """What one teacher said about a case: the step and skill it blamed, or the fault that made it give up."""
+
+    teacher: str
+    model: str
+    method: str | None
+    wrong_step: int | None
+    missing_skill: str | None
+    explanation: str
+    gap: str | None
+    fault: str | None
+    kept: bool
+
+
+class JudgeView(_View):
+    teacher: str
+    reason: str
+
+
+class CaseRound(_View):
+    """Every critique of one wrong probe case in one round, the judge's pick, and the student's output."""
+
+    round: int
+    student_output: str | None
+    critiques: list[CritiqueView]
+    judge: JudgeView | None
+
+
+class ProbeView(_View):
+    samples: int
+    accuracy: float
+    wrong_cases: int
+
+
+class SelectionView(_View):
+    strategy: str
+    budget: int
+    allocation: dict[str, int]
+    shortfall: dict[str, int]
+    selected: int
+    excluded: int
+
+
+class ChoiceView(_View):
+    chosen: str | None
+    why: str
+    val_acc: float
+    test_acc: float
+    stop_reason: str | None
+
+
+class RoundExplanation(_View):
+    """Every decision of one round, in the order the loop made them; a part is None when the round did not reach it.
+
+    Round 0 holds only the base student's scores (`choice`, chosen None).
+    """
+
+    round: int
+    probe: ProbeView | None
+    critiques: int
+    teacher_faults: int
+    judged: int
+    gaps: dict[str, int]
+    gap_source: str | None
+    diagnosis: dict[str, int] | None
+    selection: SelectionView | None
+    candidates: list[CandidateResult]
+    val_before: float | None
+    choice: ChoiceView | None
+
+
+class RunOverview(_View):
+    """The whole run, a round per row; `stop_reason` None while the run has not finished."""
+
+    rounds: list[RoundExplanation]
+    stop_reason: str | None
+    events: int
+    pool_rows_skipped: int
+
+
+def _by_node(events: list[Event], node: str) -> list[Event]:
     return [e for e in events if e["node"] == node]
 
 
-def _critiques_for(events: list[dict[str, Any]], round_: int, case: str) -> list[dict[str, Any]]:
+def _one(events: list[Event], node: str, round_: int) -> Event | None:
+    return next((e for e in events if e["node"] == node and e["round"] == round_), None)
+
+
+def _critiques_for(events: list[Event], round_: int, case: str) -> list[Event]:
     return [e for e in _by_node(events, "critique") if e["round"] == round_ and e["inputs"]["case"] == case]
 
 
-def _kept_critique(events: list[dict[str, Any]], round_: int, case: str) -> dict[str, Any] | None:
+def _kept_critique(events: list[Event], round_: int, case: str) -> dict[str, Any] | None:
     """The critique the judge kept for a case (the only one, when a single critic answered)."""
     for event in _by_node(events, "judge"):
         if event["round"] == round_ and event["inputs"]["case"] == case:
-            return event["inputs"]["candidates"][event["output"]["chosen"]]
+            kept: dict[str, Any] = event["inputs"]["candidates"][event["output"]["chosen"]]
+            return kept
     answered = [c["output"] for c in _critiques_for(events, round_, case) if "missing_skill" in c["output"]]
     return answered[0] if answered else None
 
 
-def explain_sample(events: list[dict[str, Any]], sample_id: str) -> list[dict[str, Any]]:
-    """Every selection of `sample_id`: round, strategy, gap, query, method, score, rank, and the cases behind the gap."""
+def _candidates(events: list[Event], round_: int) -> list[CandidateResult]:
+    choice = _one(events, "choose", round_)
+    chosen = choice["output"]["chosen"] if choice else None
+    return [CandidateResult(candidate=e["output"]["candidate"], train_size=e["output"]["train_size"],
+                            val_acc=e["output"]["val_acc"], chosen=e["output"]["candidate"] == chosen)
+            for e in _by_node(events, "train") if e["round"] == round_]
+
+
+def _val_after(events: list[Event], round_: int) -> float | None:
+    """The validation accuracy of the model a round ended with (round 0: the base student)."""
+    event = _one(events, "start", 0) if round_ == 0 else _one(events, "choose", round_)
+    return None if event is None else float(event["output"]["val_acc"])
+
+
+def _effect(events: list[Event], round_: int) -> Effect | None:
+    candidates = _candidates(events, round_)
+    if not candidates:
+        return None
+    choice = _one(events, "choose", round_)
+    later = sorted({e["round"] for e in _by_node(events, "train") if e["round"] > round_})
+    return Effect(round=round_, candidates=candidates, chosen=choice["output"]["chosen"] if choice else None,
+                  val_before=_val_after(events, round_ - 1), val_after=_val_after(events, round_) if choice else None,
+                  also_trained_in=later)
+
+
+def explain_sample(events: list[Event], sample_id: str) -> list[SampleSelection]:
+    """Every selection of `sample_id`: round, strategy, gap, query, method, score, rank, the cases behind the gap,
+    and its effect (the round's candidate adapters it entered, the one kept, val accuracy before and after)."""
     reasons = []
     for event in _by_node(events, "select_data"):
         for item in event["output"]["items"]:
@@ -34,34 +216,96 @@ def explain_sample(events: list[dict[str, Any]], sample_id: str) -> list[dict[st
             for case in cases:
                 kept = _kept_critique(events, event["round"], case)
                 if kept is not None:
-                    gap_cases.append({"case": case, "teacher": kept["teacher"], "wrong_step": kept["wrong_step"],
-                                      "missing_skill": kept["missing_skill"], "explanation": kept["explanation"]})
-            reasons.append({"round": event["round"], "strategy": event["output"]["strategy"], **item,
-                            "gap_errors": event["inputs"]["gaps"].get(item["gap"], 0), "cases": gap_cases})
+                    gap_cases.append(CaseReason(case=case, teacher=kept["teacher"], wrong_step=kept["wrong_step"],
+                                                missing_skill=kept["missing_skill"],
+                                                explanation=kept.get("explanation", "")))
+            reasons.append(SampleSelection(
+                round=event["round"], strategy=event["output"]["strategy"], sample_id=item["sample_id"],
+                gap=item["gap"], gap_errors=event["inputs"]["gaps"].get(item["gap"], 0), query=item["query"],
+                method=item["method"], score=item["score"], rank=item["rank"], cases=gap_cases,
+                effect=_effect(events, event["round"])))
     return reasons
 
 
-def explain_case(events: list[dict[str, Any]], case_id: str) -> list[dict[str, Any]]:
-    """What each teacher said about a wrong probe case, round by round, and which critique the judge kept."""
-    rounds: dict[int, dict[str, Any]] = {}
-    for event in _by_node(events, "critique"):
-        if event["inputs"]["case"] == case_id:
-            entry = rounds.setdefault(event["round"], {"round": event["round"], "critiques": [], "judge": None,
-                                                       "student_output": event["inputs"].get("student_output")})
-            entry["critiques"].append({"teacher": event["agent"], "model": event["model"], **event["output"]})
-    for event in _by_node(events, "judge"):
-        if event["inputs"]["case"] == case_id and event["round"] in rounds:
-            rounds[event["round"]]["judge"] = event["output"]
-    for event in _by_node(events, "classify_gaps"):
-        if event["round"] in rounds:
-            mapping = {m["text"]: m["label"] for m in event["output"]["mapping"]}
-            for critique in rounds[event["round"]]["critiques"]:
-                if "missing_skill" in critique:
-                    critique["gap"] = mapping.get(critique["missing_skill"])
-    return [rounds[r] for r in sorted(rounds)]
+def explain_case(events: list[Event], case_id: str) -> list[CaseRound]:
+    """What each teacher said about a wrong probe case, round by round, which gap its skill mapped to,
+    and which critique the judge kept."""
+    rounds = sorted({e["round"] for e in _by_node(events, "critique") if e["inputs"]["case"] == case_id})
+    result = []
+    for round_ in rounds:
+        critiques = _critiques_for(events, round_, case_id)
+        judge = next((e for e in _by_node(events, "judge")
+                      if e["round"] == round_ and e["inputs"]["case"] == case_id), None)
+        classify = _one(events, "classify_gaps", round_)
+        gap_of = {m["text"]: m["label"] for m in classify["output"]["mapping"]} if classify else {}
+        kept_teacher = judge["output"]["teacher"] if judge else None
+        answered = [c for c in critiques if "missing_skill" in c["output"]]
+        if judge is None and answered:
+            kept_teacher = answered[0]["output"]["teacher"]
+        views = []
+        for event in critiques:
+            output = event["output"]
+            skill = output.get("missing_skill")
+            views.append(CritiqueView(
+                teacher=event["agent"], model=event.get("model", ""), method=output.get("method"),
+                wrong_step=output.get("wrong_step"), missing_skill=skill,
+                explanation=output.get("explanation") or output.get("message", ""),
+                gap=gap_of.get(skill) if skill else None, fault=output.get("fault"),
+                kept=skill is not None and event["agent"] == kept_teacher))
+        student_output = next((c["inputs"]["student_output"] for c in critiques if "student_output" in c["inputs"]), None)
+        result.append(CaseRound(round=round_, student_output=student_output, critiques=views,
+                                judge=JudgeView(teacher=judge["output"]["teacher"], reason=judge["output"]["reason"])
+                                if judge else None))
+    return result
 
 
-def explain_round(events: list[dict[str, Any]], round_: int) -> list[dict[str, Any]]:
-    """The round's decisions in order, each as node, agent and output."""
-    return [{"node": e["node"], "agent": e["agent"], "output": e["output"]} for e in events
-            if e["round"] == round_ and e["node"] != "critique"]
+def explain_round(events: list[Event], round_: int) -> RoundExplanation:
+    """The round's decisions: probe, critiques and judging, gaps, selection, candidates, choice."""
+    probe = _one(events, "probe", round_)
+    classify = _one(events, "classify_gaps", round_)
+    select = _one(events, "select_data", round_)
+    critiques = [e for e in _by_node(events, "critique") if e["round"] == round_]
+    if round_ == 0:
+        start = _one(events, "start", 0)
+        choice = None if start is None else ChoiceView(chosen=None, why="base student", val_acc=start["output"]["val_acc"],
+                                                       test_acc=start["output"]["test_acc"], stop_reason=None)
+    else:
+        chose = _one(events, "choose", round_)
+        choice = None if chose is None else ChoiceView(
+            chosen=chose["output"]["chosen"], why=chose["output"]["why"], val_acc=chose["output"]["val_acc"],
+            test_acc=chose["output"]["test_acc"], stop_reason=chose["output"].get("stop_reason"))
+    return RoundExplanation(
+        round=round_,
+        probe=None if probe is None else ProbeView(samples=probe["inputs"]["samples"],
+                                                   accuracy=probe["output"]["accuracy"],
+                                                   wrong_cases=len(probe["output"]["wrong_cases"])),
+        critiques=sum("missing_skill" in e["output"] for e in critiques),
+        teacher_faults=sum("fault" in e["output"] for e in critiques),
+        judged=sum(1 for e in _by_node(events, "judge") if e["round"] == round_),
+        gaps=(classify["output"]["gaps"] if classify else select["inputs"]["gaps"] if select else {}),
+        gap_source=classify["output"].get("source") if classify else None,
+        diagnosis=classify["output"].get("diagnosis") if classify else None,
+        selection=None if select is None else SelectionView(
+            strategy=select["output"]["strategy"], budget=select["inputs"]["budget"],
+            allocation=select["output"]["allocation"], shortfall=select["output"].get("shortfall", {}),
+            selected=len(select["output"]["items"]), excluded=select["inputs"]["excluded"]),
+        candidates=_candidates(events, round_),
+        val_before=_val_after(events, round_ - 1) if round_ > 0 else None,
+        choice=choice,
+    )
+
+
+def rounds_of(events: list[Event]) -> list[int]:
+    """The loop's rounds present in the trace (the pool-loading event is not one)."""
+    return sorted({e["round"] for e in events if e["node"] != "load_pool"})
+
+
+def explain_run(events: list[Event], metrics: dict[str, Any] | None = None) -> RunOverview:
+    """The run round by round, and why it stopped: from metrics.json when the run finished, else from the trace."""
+    rounds = [explain_round(events, r) for r in rounds_of(events)]
+    stop = metrics.get("stop_reason") if metrics else None
+    if stop is None:
+        stop = next((r.choice.stop_reason for r in reversed(rounds) if r.choice and r.choice.stop_reason), None)
+    pool = next((e for e in events if e["node"] == "load_pool"), None)
+    return RunOverview(rounds=rounds, stop_reason=stop, events=len(events),
+                       pool_rows_skipped=pool["output"]["skipped"] if pool else 0)

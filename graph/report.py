@@ -72,14 +72,24 @@ def _plot_gaps(metrics: dict[str, Any], path: Path) -> None:
 
 
 def write_report(run: RunDir, metrics: dict[str, Any]) -> None:
+    """report.md and its two plots, from metrics.json's content."""
     _plot_accuracy(metrics, run.root / "accuracy.png")
     _plot_gaps(metrics, run.root / "gaps.png")
+    write_text_atomic(run.report, report_markdown(metrics))
+
+
+def _cost(usage: dict[str, Any]) -> str:
+    """Unpriced stays "n/a": an unknown cost is not a zero cost."""
+    return "n/a" if usage.get("cost_usd") is None else format(usage["cost_usd"], ".4f")
+
+
+def report_markdown(metrics: dict[str, Any]) -> str:
+    """The text of report.md: the headline, a row per round, the plots, and each round's reason for its choice."""
     rounds = metrics["rounds"]
-    lines = [
-        f"# gaptune run: {metrics['task']} ({metrics['selection']})",
-        "",
-        f"Stop reason: {metrics['stop_reason']}",
-        "",
+    lines = [f"# gaptune run: {metrics['task']} ({metrics['selection']})", "", f"Stop reason: {metrics['stop_reason']}", ""]
+    if not rounds:
+        return "\n".join([*lines, "No round was recorded: the base student was never evaluated."]) + "\n"
+    lines += [
         f"Test accuracy: {rounds[0]['test_acc']:.3f} (base) -> {rounds[-1]['test_acc']:.3f} (round {rounds[-1]['round']}). "
         "Test accuracy is measured every round and never used for a decision.",
         "",
@@ -92,11 +102,11 @@ def write_report(run: RunDir, metrics: dict[str, Any]) -> None:
         lines.append(
             f"| {r['round']} | {r['val_acc']:.3f} | {r['test_acc']:.3f} | {r['train_size']} | {r['chosen'] or '-'} | "
             f"{gaps} | {int(usage.get('calls', 0))} | {int(usage.get('tokens_in', 0))}/{int(usage.get('tokens_out', 0))} | "
-            f"{'n/a' if usage.get('cost_usd') is None else format(usage['cost_usd'], '.4f')} |"
+            f"{_cost(usage)} |"
         )
     lines += ["", "![accuracy per round](accuracy.png)", "", "![gap profile per round](gaps.png)", "",
               "Round r's gaps are the errors of round r-1's model on the probe split: what round r's data targeted.",
               "Ask `gaptune trace RUN_DIR --sample ID` why any sample was trained on."]
     for r in rounds[1:]:
         lines.append(f"\n**Round {r['round']}**: {r['why']}")
-    write_text_atomic(run.report, "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
