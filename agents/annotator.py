@@ -2,7 +2,8 @@
 
 Every result is stored under the sample's content hash as soon as it is known,
 so an interrupted annotation resumes where it stopped and a repeated one costs
-nothing. Requests run concurrently (bounded by `teacher.max_concurrency`).
+nothing. Requests run concurrently (bounded by `teacher.max_concurrency`, the
+run's one limit on teacher requests in flight).
 Samples that already carry skills pass through untouched; with no annotator
 model configured, skills come from the gold rationale steps. A sample the
 teacher cannot annotate is skipped and counted, never silently dropped.
@@ -24,6 +25,7 @@ from tqdm import tqdm
 from gaptune.agents.llm.backends import ChatBackend, build_backend
 from gaptune.agents.llm.case_prompt import user_message
 from gaptune.agents.llm.errors import TeacherError
+from gaptune.agents.llm.http_client import Limiter, request_limiter
 from gaptune.agents.llm.response_cache import ResponseCache
 from gaptune.agents.llm.structured_output import schema_instructions, structured_call
 from gaptune.agents.teacher_config import ReferenceBackend, TeacherConfig
@@ -87,14 +89,17 @@ def _chunks(items: Iterable[Sample], size: int) -> Iterator[list[Sample]]:
 
 
 def annotate_pool(samples: Iterable[Sample], config: TeacherConfig, *, cache_dir: Path,
-                  progress: bool = True) -> AnnotationReport:
-    """Fill `skills` on every sample that lacks them; see the module docstring for the guarantees."""
+                  progress: bool = True, limiter: Limiter | None = None) -> AnnotationReport:
+    """Fill `skills` on every sample that lacks them; see the module docstring for the guarantees.
+
+    `limiter`: the run's limit on teacher requests in flight, when other roles share it.
+    """
     spec = config.annotator or ReferenceBackend()
     llm: _LLMAnnotator | None = None
     identity = "reference"
     if not isinstance(spec, ReferenceBackend):
-        limiter = threading.BoundedSemaphore(config.max_concurrency)
-        llm = _LLMAnnotator(build_backend(spec, cache_dir=cache_dir, cache=config.cache, limiter=limiter))
+        llm = _LLMAnnotator(build_backend(spec, cache_dir=cache_dir, cache=config.cache,
+                                          limiter=limiter or request_limiter(config.max_concurrency)))
         identity = f"{spec.backend}:{spec.model}"
     store = ResponseCache(Path(cache_dir) / "annotations")
     report = AnnotationReport(samples=[])

@@ -9,13 +9,13 @@ happens, a critic either returns a `Critique` or raises `TeacherError`.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Protocol
 
 from gaptune.agents.answer_switch import answer_switch
 from gaptune.agents.llm.backends import ChatBackend, build_backend
 from gaptune.agents.llm.errors import TeacherError
+from gaptune.agents.llm.http_client import Limiter, request_limiter
 from gaptune.agents.prompt_critic import locate_by_prompt
 from gaptune.agents.reference_critic import ReferenceTeacher
 from gaptune.agents.skill_analyst import SkillAnalyst
@@ -114,7 +114,7 @@ class FallbackCritic:
 
 
 def _critic(config: BackendConfig, name: str, teacher: TeacherConfig, analyst: SkillAnalyst | None,
-            cache_dir: Path, limiter: threading.BoundedSemaphore) -> Critic:
+            cache_dir: Path, limiter: Limiter) -> Critic:
     if isinstance(config, ReferenceBackend):
         reference = ReferenceTeacher()
         reference.name = name
@@ -138,9 +138,13 @@ def backend_name(config: BackendConfig) -> str:
     return f"{config.backend}:{config.model.rstrip('/').rsplit('/', 1)[-1]}"
 
 
-def build_critics(config: TeacherConfig, *, cache_dir: Path) -> list[Critic]:
-    """One critic per `config.critics` entry, names unique (the graph sends one branch per case and critic)."""
-    limiter = threading.BoundedSemaphore(config.max_concurrency)
+def build_critics(config: TeacherConfig, *, cache_dir: Path, limiter: Limiter | None = None) -> list[Critic]:
+    """One critic per `config.critics` entry, names unique (the graph sends one branch per case and critic).
+
+    `limiter` is the run's one bound on teacher requests in flight; pass the
+    same one to `build_judge` and `annotate_pool` (a fresh one when omitted).
+    """
+    limiter = limiter or request_limiter(config.max_concurrency)
     analyst = None
     if config.skill_analyst is not None:
         analyst = SkillAnalyst(build_backend(config.skill_analyst, cache_dir=cache_dir, cache=config.cache,

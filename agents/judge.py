@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -20,12 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from gaptune.agents.llm.backends import ChatBackend, build_backend
 from gaptune.agents.llm.case_prompt import case_text, user_message
 from gaptune.agents.llm.errors import TeacherError
+from gaptune.agents.llm.http_client import Limiter, request_limiter
 from gaptune.agents.llm.structured_output import schema_instructions, structured_call
 from gaptune.agents.teacher_config import TeacherConfig
 from gaptune.data.attempt import Attempt
 from gaptune.data.records import Critique, JudgeDecision
 from gaptune.data.sample import Sample
 from gaptune.data.text import normalise
+from gaptune.tools.classify_gaps import classify_gaps
+from gaptune.tools.embedder import DEFAULT_EMBEDDING_MODEL
 
 
 class Judge(Protocol):
@@ -39,6 +42,28 @@ class Judge(Protocol):
 def _require(candidates: list[Critique]) -> None:
     if not candidates:
         raise ValueError("the judge needs at least one candidate critique")
+
+
+class CanonicalSkill:
+    """The gap classifier's mapping as a function: a free-text skill to the pool's label it counts as.
+
+    The same mapping the round's gap profile uses (`classify_gaps` over the
+    pool's skill vocabulary), so votes count "can't count objects" and
+    "counting" as one skill. Each distinct text is classified once.
+    """
+
+    def __init__(self, vocabulary: Mapping[str, str], *, embedding_model: str = DEFAULT_EMBEDDING_MODEL) -> None:
+        self.vocabulary = dict(vocabulary)
+        self.embedding_model = embedding_model
+        self._known: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, skill: str) -> str:
+        with self._lock:
+            if skill not in self._known:
+                mapping = classify_gaps([skill], self.vocabulary, embedding_model=self.embedding_model).mapping
+                self._known[skill] = mapping[0].label if mapping else normalise(skill)
+            return self._known[skill]
 
 
 class VotingJudge:
@@ -112,15 +137,27 @@ class LLMJudge:
         return JudgeDecision(index=choice.best - 1, reason=choice.reason or "chosen by the judge", usage=usage)
 
 
-def build_judge(config: TeacherConfig, *, cache_dir: Path,
-                canonical: Callable[[str], str] = normalise) -> Judge:
+def decide(judge: Judge, sample: Sample, attempt: Attempt, candidates: list[Critique]) -> JudgeDecision | None:
+    """The judge's pick among several critiques of one case; None when only one critic answered (nothing to pick)."""
+    _require(candidates)
+    return None if len(candidates) == 1 else judge.pick(sample, attempt, candidates)
+
+
+def build_judge(config: TeacherConfig, *, cache_dir: Path, canonical: Callable[[str], str] = normalise,
+                vocabulary: Mapping[str, str] | None = None, embedding_model: str = DEFAULT_EMBEDDING_MODEL,
+                limiter: Limiter | None = None) -> Judge:
     """The configured judge model, or agreement voting when `teacher.judge` is not set.
 
-    `canonical` maps a free-text skill to the label votes are counted on; pass
-    the gap classifier's mapping to count "counting objects" and "counting" as one.
+    Votes are counted on canonical skills: pass the pool's skill `vocabulary`
+    (label -> description, what the gap classifier maps onto) to count
+    "counting objects" and "counting" as one; without it, `canonical` decides
+    (by default a plain text normalisation). `limiter` is the run's one bound
+    on teacher requests in flight, shared with the critics.
     """
+    if vocabulary is not None:
+        canonical = CanonicalSkill(vocabulary, embedding_model=embedding_model)
     voting = VotingJudge(canonical)
     if config.judge is None:
         return voting
-    limiter = threading.BoundedSemaphore(config.max_concurrency)
+    limiter = limiter or request_limiter(config.max_concurrency)
     return LLMJudge(build_backend(config.judge, cache_dir=cache_dir, cache=config.cache, limiter=limiter), voting)

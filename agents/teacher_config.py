@@ -43,7 +43,10 @@ class OpenAIBackend(BaseModel):
 
     `api_key_env` names the environment variable holding the key; the key
     itself never enters the config, so it cannot leak into a resolved config,
-    a checkpoint or a report.
+    a checkpoint or a report. `timeout_s` and `max_retries` go to the openai
+    client, which retries timeouts, dropped connections, 408/409/429/5xx and
+    replies that are not JSON, backing off exponentially from 0.5 s (or as long
+    as the server's Retry-After asks).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -56,8 +59,7 @@ class OpenAIBackend(BaseModel):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(default=512, gt=0)
     timeout_s: float = Field(default=60.0, gt=0)
-    max_retries: int = Field(default=3, ge=0)
-    retry_backoff_s: float = Field(default=1.0, ge=0)
+    max_retries: int = Field(default=3, ge=0, description="the openai client's retries (its own backoff, Retry-After honoured)")
     price_in_per_1m: float | None = Field(default=None, ge=0)
     price_out_per_1m: float | None = Field(default=None, ge=0)
     vision: bool = False
@@ -91,6 +93,8 @@ class HFBackend(BaseModel):
 BackendConfig = Annotated[ReferenceBackend | ReaderBackend | OpenAIBackend | HFBackend, Field(discriminator="backend")]
 GoldStepBackends = (ReferenceBackend, ReaderBackend)
 LLMBackendConfig = Annotated[OpenAIBackend | HFBackend, Field(discriminator="backend")]
+AnnotatorConfig = Annotated[ReferenceBackend | OpenAIBackend | HFBackend, Field(discriminator="backend")]
+"""The reader has no annotator role: it reads step texts, never the skills a sample teaches."""
 
 
 def _default_critic() -> ReferenceBackend | ReaderBackend | OpenAIBackend | HFBackend:
@@ -106,6 +110,8 @@ class TeacherConfig(BaseModel):
     compare with gold steps). `answer_switch_delta`/`answer_switch_lambda`:
     the student's answer must lead the gold one by more than delta (in
     log-probability) and stay ahead for lambda consecutive steps.
+    `max_concurrency` bounds the teacher requests in flight for the whole run,
+    all roles together.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -116,7 +122,7 @@ class TeacherConfig(BaseModel):
     answer_switch_lambda: int = Field(default=1, ge=1)
     skill_analyst: LLMBackendConfig | None = None
     judge: LLMBackendConfig | None = None
-    annotator: BackendConfig | None = None
+    annotator: AnnotatorConfig | None = None
     fallback: BackendConfig | None = None
     max_concurrency: int = Field(default=4, ge=1)
     cache: bool = True

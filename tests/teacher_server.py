@@ -2,9 +2,10 @@
 
 `FaultServer` is a small stdlib HTTP server in a thread that answers
 `/v1/chat/completions` like an OpenAI endpoint, but follows a script of
-behaviours per request (garbage body, timeout, 429, 500, unparseable content,
-or a good reply) and can add a fixed latency — the benchmark uses it to make
-the server the bottleneck.
+behaviours per request (garbage or empty body, timeout, dropped connection,
+429, 500, 503, unparseable content, or a good reply) and can add a fixed
+latency — the benchmark uses it to make the server the bottleneck. It counts
+the requests it is handling at once (`max_in_flight`).
 """
 
 from __future__ import annotations
@@ -45,21 +46,28 @@ def completion_body(content: str, model: str) -> dict[str, Any]:
 class FaultServer:
     """An OpenAI-compatible server whose n-th request gets the n-th scripted behaviour.
 
-    Behaviours: "ok", "garbage" (200 with a non-JSON body), "bad-content"
-    (a valid envelope whose message is not the JSON asked for), "timeout"
-    (answers after `hang_s`), "429", "500". After the script, "ok".
+    Behaviours: "ok", "garbage" (200 with a non-JSON body), "empty" (200 with
+    an empty body), "bad-content" (a valid envelope whose message is not the
+    JSON asked for), "timeout" (answers after `hang_s`), "dropped" (closes the
+    connection without a reply), "429", "500", "503". After the script, "ok".
+    429 and 5xx replies carry `retry-after-ms: retry_after_ms` (the header
+    OpenAI sends; the client waits that long instead of its own backoff).
     """
 
     def __init__(self, reply: Reply, *, script: list[str] | None = None, latency_s: float = 0.0,
-                 hang_s: float = 3.0, model: str = "fault-model") -> None:
+                 hang_s: float = 3.0, retry_after_ms: int = 10, model: str = "fault-model") -> None:
         self.reply = reply
         self.script = list(script or [])
         self.latency_s = latency_s
         self.hang_s = hang_s
+        self.retry_after_ms = retry_after_ms
         self.model = model
         self.requests: list[dict[str, Any]] = []
         self.authorizations: list[str] = []
         self.behaviours: list[str] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each request
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -81,9 +89,19 @@ class FaultServer:
         with self._lock:
             self.requests.append(body)
             self.authorizations.append(authorization)
+            self.arrivals.append(time.monotonic())
             behaviour = self.script.pop(0) if self.script else "ok"
             self.behaviours.append(behaviour)
             return behaviour
+
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -93,17 +111,20 @@ class FaultServer:
                 pass
 
             def _send(self, status: int, payload: bytes, content_type: str = "application/json") -> None:
+                # Counted out before the reply leaves: the client cannot send its next request any earlier.
+                server._leave()
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
-                if status == 429:
-                    self.send_header("Retry-After", "0")
+                if status == 429 or status >= 500:
+                    self.send_header("retry-after-ms", str(server.retry_after_ms))
                 self.end_headers()
                 # the client may give up waiting (the timeout fault): that is the point
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(payload)
 
             def do_POST(self) -> None:
+                server._enter()
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 behaviour = server._next(body, self.headers.get("Authorization", ""))
@@ -111,12 +132,17 @@ class FaultServer:
                 if behaviour == "timeout":
                     time.sleep(server.hang_s)
                     behaviour = "ok"
-                if behaviour == "429":
+                if behaviour == "dropped":
+                    server._leave()
+                    self.close_connection = True  # no status line, no body: the client sees the connection close
+                elif behaviour == "429":
                     self._send(429, b'{"error": {"message": "rate limited", "type": "rate_limit"}}')
-                elif behaviour == "500":
-                    self._send(500, b'{"error": {"message": "internal error"}}')
+                elif behaviour in ("500", "503"):
+                    self._send(int(behaviour), b'{"error": {"message": "internal error"}}')
                 elif behaviour == "garbage":
                     self._send(200, b"<html>502 Bad Gateway</html> \x00\xff", "text/html")
+                elif behaviour == "empty":
+                    self._send(200, b"")
                 else:
                     content = "Sure! I think it is fine." if behaviour == "bad-content" else server.reply(body)
                     self._send(200, json.dumps(completion_body(content, server.model)).encode())

@@ -37,7 +37,7 @@ def test_faulty_llm_critic_beside_reference_the_run_completes_and_counts_faults(
     script = ["garbage", "ok", "timeout", "ok", "429", "ok", "500", "ok"] + ["500"] * 4
     with FaultServer(scripted_reply, script=script, hang_s=2.0) as server:
         critic = {"backend": "openai", "name": "flaky", "model": "fault-model", "base_url": server.base_url,
-                  "api_key_env": "GT_LOOP_KEY", "timeout_s": 1.0, "max_retries": 3, "retry_backoff_s": 0.01,
+                  "api_key_env": "GT_LOOP_KEY", "timeout_s": 1.0, "max_retries": 3,
                   "price_in_per_1m": 1.0, "price_out_per_1m": 2.0}
         overrides = [*_overrides(cache_dir, tiny_student), "teacher.method=prompt", "teacher.cache=false",
                      "teacher.max_concurrency=1", "max_concurrency=1",

@@ -49,8 +49,7 @@ def case() -> tuple[Sample, Attempt]:
 
 def teacher(server: FaultServer, **overrides: Any) -> TeacherConfig:
     block = {"backend": "openai", "model": "fault-model", "base_url": server.base_url, "api_key_env": "GT_TEST_KEY",
-             "timeout_s": 1.0, "max_retries": 3, "retry_backoff_s": 0.01,
-             "price_in_per_1m": 1.0, "price_out_per_1m": 2.0}
+             "timeout_s": 1.0, "max_retries": 3, "price_in_per_1m": 1.0, "price_out_per_1m": 2.0}
     return TeacherConfig.model_validate({"critics": [block], "method": "prompt", "cache": False, **overrides})
 
 
@@ -93,7 +92,7 @@ def test_unreachable_server_is_a_teacher_error(case, tmp_path: Path) -> None:
     sample, attempt = case
     config = TeacherConfig.model_validate({"critics": [{
         "backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1", "max_retries": 1,
-        "retry_backoff_s": 0.01, "timeout_s": 1.0}], "method": "prompt", "cache": False})
+        "timeout_s": 1.0}], "method": "prompt", "cache": False})
     with pytest.raises(TeacherError) as raised:
         build_critics(config, cache_dir=tmp_path)[0].critique(sample, attempt)
     assert raised.value.kind == "unreachable" and "127.0.0.1:9" in str(raised.value)
@@ -112,7 +111,7 @@ def test_fallback_teacher_takes_over_and_the_failed_faults_stay_counted(case, tm
 def test_skill_analyst_names_the_skill_and_answers_repair(case, tmp_path: Path) -> None:
     sample, attempt = case
     with FaultServer(scripted_reply) as server:
-        analyst = {"backend": "openai", "model": "analyst", "base_url": server.base_url, "retry_backoff_s": 0.01}
+        analyst = {"backend": "openai", "model": "analyst", "base_url": server.base_url}
         critic = build_critics(teacher(server, skill_analyst=analyst), cache_dir=tmp_path)[0]
         critique = critic.critique(sample, attempt)
     assert critique.wrong_step == 0 and critique.missing_skill == "spatial relation"
@@ -158,12 +157,12 @@ def test_llm_judge_picks_and_falls_back_to_voting_when_it_fails(case, tmp_path: 
     sample, attempt = case
     candidates = [_critique(2, "comparison", "a"), _critique(0, "counting", "b"), _critique(2, "comparison", "c")]
     with FaultServer(scripted_reply) as server:
-        judge_block = {"backend": "openai", "model": "judge", "base_url": server.base_url, "retry_backoff_s": 0.01}
+        judge_block = {"backend": "openai", "model": "judge", "base_url": server.base_url}
         decision = build_judge(teacher(server, judge=judge_block), cache_dir=tmp_path).pick(sample, attempt, candidates)
     assert decision.index == 1 and decision.reason == "candidate 2 names the miscount"
     assert decision.usage.calls == 1
     with FaultServer(scripted_reply, script=["garbage"] * 10) as server:
-        judge_block = {"backend": "openai", "model": "judge", "base_url": server.base_url, "retry_backoff_s": 0.01,
+        judge_block = {"backend": "openai", "model": "judge", "base_url": server.base_url,
                        "max_retries": 1}
         decision = build_judge(teacher(server, judge=judge_block), cache_dir=tmp_path).pick(sample, attempt, candidates)
     assert decision.index == 0 and "failed (malformed)" in decision.reason and "2 of 3" in decision.reason
@@ -178,7 +177,7 @@ def test_pool_annotation_concurrent_cached_resumable_and_counts_failures(tmp_pat
     bare = [_bare(i, f"How many cats are in picture {i}?") for i in range(6)]
     labelled = Sample(id="has", question="q", answer="a", skills=["colour"])
     with FaultServer(scripted_reply, script=["ok", "ok", "ok"]) as server:
-        block = {"backend": "openai", "model": "annot", "base_url": server.base_url, "retry_backoff_s": 0.01}
+        block = {"backend": "openai", "model": "annot", "base_url": server.base_url}
         config = teacher(server, annotator=block, max_concurrency=3)
         # A first, interrupted pass annotated only three samples.
         partial = annotate_pool(bare[:3], config, cache_dir=tmp_path, progress=False)
@@ -219,7 +218,7 @@ def test_vision_teachers_get_the_images_and_text_teachers_do_not(vision: bool, c
 def test_a_failing_later_stage_keeps_the_cost_of_earlier_ones(case, tmp_path: Path) -> None:
     sample, attempt = case
     with FaultServer(scripted_reply) as critic_server, FaultServer(scripted_reply, script=["bad-content"] * 3) as bad:
-        analyst = {"backend": "openai", "model": "analyst", "base_url": bad.base_url, "retry_backoff_s": 0.01}
+        analyst = {"backend": "openai", "model": "analyst", "base_url": bad.base_url}
         critic = build_critics(teacher(critic_server, skill_analyst=analyst), cache_dir=tmp_path)[0]
         with pytest.raises(TeacherError) as raised:
             critic.critique(sample, attempt)

@@ -3,7 +3,9 @@
 `OpenAIChat` talks to any OpenAI-compatible server through langchain's
 `ChatOpenAI`; `HFCausalLM` runs a transformers causal LM in-process (exact
 log-probabilities, no server). Both return a `Usage` per call; `CachedBackend`
-wraps either with the on-disk response cache. Retries live here, once, so every
+wraps either with the on-disk response cache. Retries are the openai client's
+own; its HTTP client (`http_client.py`) counts each retried fault into the
+call's `Usage` and holds the run's one limit on requests in flight, so every
 role (critic, analyst, judge, annotator) gets the same robustness.
 """
 
@@ -17,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from gaptune.agents.llm.errors import TeacherError
+from gaptune.agents.llm.http_client import FaultCountingClient, Limiter, recording, teacher_error
 from gaptune.agents.llm.response_cache import ResponseCache, cache_key
-from gaptune.agents.llm.retry import PermanentError, call_with_retries
 from gaptune.agents.teacher_config import HFBackend, OpenAIBackend
 from gaptune.data.records import Usage
 
@@ -64,47 +67,41 @@ def _text_only(messages: list[Message]) -> list[Message]:
 
 
 class OpenAIChat:
-    """An OpenAI-compatible endpoint. Retries are ours (the client's are off) so each fault is counted."""
+    """An OpenAI-compatible endpoint; the client retries (`max_retries`, `timeout_s`), its HTTP client counts faults."""
 
     # The most alternatives the OpenAI API returns per token.
     TOP_LOGPROBS = 20
 
-    def __init__(self, config: OpenAIBackend, *, limiter: threading.BoundedSemaphore | None = None) -> None:
+    def __init__(self, config: OpenAIBackend, *, limiter: Limiter | None = None) -> None:
         from langchain_openai import ChatOpenAI
 
         self.config = config
-        self.limiter = limiter
         self.model = config.model
         self.vision = config.vision
         self.name = config.name or f"openai:{config.model}"
         self.where = f"teacher {config.model!r} at {config.base_url or 'https://api.openai.com/v1'}"
         # Local servers need no key; the client insists on one, so a placeholder stands in.
         api_key = os.environ.get(config.api_key_env) or "not-needed"
+        self._http = FaultCountingClient(limiter=limiter, timeout=config.timeout_s)
         common: dict[str, Any] = dict(
             model=config.model, base_url=config.base_url, api_key=api_key, temperature=config.temperature,
-            timeout=config.timeout_s, max_retries=0,
+            timeout=config.timeout_s, max_retries=config.max_retries, http_client=self._http,
         )
         self._chat = ChatOpenAI(**common, max_completion_tokens=config.max_tokens)
         self._scorer = ChatOpenAI(**common, max_completion_tokens=1, logprobs=True, top_logprobs=self.TOP_LOGPROBS)
 
     def _invoke(self, client: Any, messages: list[Message], usage: Usage, **kwargs: Any) -> Any:
         sendable = messages if self.vision else _text_only(messages)
-
-        def call() -> Any:
-            if self.limiter is not None:
-                self.limiter.acquire()
-            started = time.perf_counter()
+        started = time.perf_counter()
+        with recording() as record:
             try:
-                return client.invoke(sendable, **kwargs)
+                reply = client.invoke(sendable, **kwargs)
+            except Exception as error:
+                raise teacher_error(error, where=self.where, attempts=record.attempts, usage=usage) from error
             finally:
                 usage.latency_s += time.perf_counter() - started
-                if self.limiter is not None:
-                    self.limiter.release()
-
-        reply = call_with_retries(
-            call, max_retries=self.config.max_retries, backoff_s=self.config.retry_backoff_s,
-            where=self.where, usage=usage,
-        )
+                for kind, count in record.faults.items():
+                    usage.faults[kind] = usage.faults.get(kind, 0) + count
         meta = reply.usage_metadata or {}
         usage.calls += 1
         usage.tokens_in += int(meta.get("input_tokens", 0))
@@ -131,7 +128,13 @@ class OpenAIChat:
         reply = self._invoke(self._scorer, messages, usage)
         content = (reply.response_metadata.get("logprobs") or {}).get("content") or []
         if not content or not content[0].get("top_logprobs"):
-            raise _no_logprobs_error()
+            # Servers that ignore `logprobs` (e.g. `transformers serve`) cannot run answer-switch.
+            raise TeacherError(
+                "malformed",
+                f"{self.where}: the server returned no log-probabilities; answer-switch needs them: use an OpenAI "
+                "endpoint that supports logprobs, an `hf` backend, or method: prompt",
+                usage=usage,
+            )
         top = {alt["token"].strip().lower(): alt["logprob"] for alt in content[0]["top_logprobs"]}
         floor = min(top.values()) - 1.0
         scores = []
@@ -140,15 +143,6 @@ class OpenAIChat:
             matches = [lp for token, lp in top.items() if token and key.startswith(token)]
             scores.append(max(matches) if matches else floor)
         return scores, usage
-
-
-def _no_logprobs_error() -> PermanentError:
-    """Servers that ignore `logprobs` (e.g. `transformers serve`) cannot run answer-switch."""
-    return PermanentError(
-        "malformed",
-        "the server returned no log-probabilities; answer-switch needs them: use an OpenAI endpoint "
-        "that supports logprobs, an `hf` backend, or method: prompt",
-    )
 
 
 _HF_MODELS: dict[tuple[str, str, str], tuple[Any, Any, threading.Lock]] = {}
@@ -166,7 +160,8 @@ def _load_hf(config: HFBackend) -> tuple[Any, Any, threading.Lock]:
             dtype = "auto" if config.dtype == "auto" else getattr(torch, config.dtype)
             try:
                 tokenizer = AutoTokenizer.from_pretrained(config.model)
-                model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype).to(config.device)
+                model: Any = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype)
+                model = model.to(config.device)
             except OSError as error:
                 raise ValueError(
                     f"teacher hf backend: cannot load model {config.model!r}: expected a local "
@@ -270,11 +265,12 @@ class CachedBackend:
 
 
 def build_backend(config: OpenAIBackend | HFBackend, *, cache_dir: Path, cache: bool,
-                  limiter: threading.BoundedSemaphore | None = None) -> ChatBackend:
+                  limiter: Limiter | None = None) -> ChatBackend:
     """The backend for one config block, cached on disk unless `cache` is off.
 
     `limiter` bounds the requests in flight across every backend sharing it
-    (`teacher.max_concurrency`).
+    (`teacher.max_concurrency`: build one per run with `request_limiter` and
+    pass it to every role).
     """
     backend: ChatBackend
     if isinstance(config, OpenAIBackend):
