@@ -47,3 +47,16 @@ def gap_profile(
         texts = Counter(wrong_step_text(attempt, step) for attempt, step in wrong_steps)
         return dict(texts), "wrong step texts (ablation: no skill analysis)"
     return dict(error_gaps), "errors"
+
+
+def true_skill(sample: Sample, wrong_step: int | None) -> str | None:
+    """The gold label of the step a critique blamed, when the data has one: kept to score diagnosis, never shown."""
+    if not sample.steps or wrong_step is None:
+        return None
+    return sample.steps[min(wrong_step, len(sample.steps) - 1)].skill
+
+
+def diagnosis_score(blamed: Sequence[tuple[str, str | None]], gap_of_skill: Mapping[str, str]) -> dict[str, int]:
+    """How many (missing skill, true label) pairs map onto their own true label; pairs without a label are not scored."""
+    scored = [(skill, truth) for skill, truth in blamed if truth]
+    return {"matched": sum(gap_of_skill.get(skill) == truth for skill, truth in scored), "total": len(scored)}

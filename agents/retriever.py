@@ -12,7 +12,7 @@ which is what `gaptune trace --sample ID` prints.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gaptune.data.records import Selection, SelectionItem
 from gaptune.tools.chroma_index import ChromaConfig
 from gaptune.tools.embedder import DEFAULT_EMBEDDING_MODEL
-from gaptune.tools.pool_index import DEFAULT_RRF_K, Hit, Method, PoolIndex
+from gaptune.tools.pool_index import DEFAULT_RRF_K, Method, PoolIndex
 
 _MAX_WORKERS = 8
 Query = Literal["skill", "step-text"]
@@ -73,6 +73,67 @@ def gap_query(gap: str, vocabulary: Mapping[str, str]) -> str:
     return f"{gap}: {description}" if description else gap
 
 
+def search_gap(index: PoolIndex, gap: str, quota: int, excluded: Iterable[str] = (),
+               config: RetrievalConfig | None = None, *, depth: int | None = None) -> list[SelectionItem]:
+    """One gap's ranked candidates, `quota x oversample` deep (or `depth`), never an excluded id."""
+    config = config or RetrievalConfig()
+    query = gap_query(gap, index.skill_vocabulary())
+    hits = index.query(query, depth or math.ceil(quota * config.oversample), config.method, set(excluded),
+                       rrf_k=config.rrf_k, oversample=config.oversample)
+    return [SelectionItem(sample_id=hit.sample_id, gap=gap, query=query, method=hit.method, score=hit.score, rank=hit.rank)
+            for hit in hits]
+
+
+def merge_gaps(
+    index: PoolIndex,
+    ranked: Mapping[str, Sequence[SelectionItem]],
+    allocation: Mapping[str, int],
+    profile: Mapping[str, int],
+    used: Iterable[str] = (),
+    config: RetrievalConfig | None = None,
+    *,
+    strategy: str,
+) -> Selection:
+    """Each gap's ranked candidates into one selection: dedupe across gaps, then top up.
+
+    Hits are visited rank by rank, so a sample wanted by two gaps goes to the
+    one ranking it higher (ties: the gap with more errors). A gap left short
+    (samples lost to another gap) searches twice as deep until it is full or
+    the pool has nothing more for it.
+    """
+    config = config or RetrievalConfig()
+    excluded = set(used)
+    order = sorted(allocation, key=lambda g: (-profile.get(g, 0), g))
+    results = {gap: list(ranked.get(gap, ())) for gap in order}
+    depth = {gap: max(len(items), math.ceil(allocation[gap] * config.oversample)) for gap, items in results.items()}
+    exhausted = {gap for gap, items in results.items() if len(items) < depth[gap]}
+    chosen: dict[str, SelectionItem] = {}
+    while True:
+        claims = sorted(((item.rank, order.index(gap), item) for gap in order for item in results[gap]),
+                        key=lambda claim: claim[:2])
+        filled = {gap: sum(1 for item in chosen.values() if item.gap == gap) for gap in order}
+        for _, _, item in claims:
+            if filled[item.gap] < allocation[item.gap] and item.sample_id not in chosen:
+                chosen[item.sample_id] = item
+                filled[item.gap] += 1
+        pending = [gap for gap in order if filled[gap] < allocation[gap] and gap not in exhausted]
+        if not pending:
+            break
+        for gap in pending:
+            depth[gap] *= 2
+        with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(pending))) as workers:
+            deeper = workers.map(lambda g: search_gap(index, g, allocation[g], excluded, config, depth=depth[g]), pending)
+            for gap, items in zip(pending, deeper, strict=True):
+                results[gap] = items
+                if len(items) < depth[gap]:
+                    exhausted.add(gap)
+    items = sorted(chosen.values(), key=lambda item: (order.index(item.gap), item.rank))
+    return Selection(
+        strategy=strategy, budget=sum(allocation.values()), allocation=dict(allocation), items=items,
+        shortfall={gap: allocation[gap] - filled[gap] for gap in order if filled[gap] < allocation[gap]},
+    )
+
+
 def retrieve(
     index: PoolIndex,
     profile: Mapping[str, int],
@@ -84,39 +145,7 @@ def retrieve(
     config = config or RetrievalConfig()
     allocation = split_budget(profile, budget)
     excluded = set(used)
-    vocabulary = index.skill_vocabulary()
-    queries = {gap: gap_query(gap, vocabulary) for gap in allocation}
-    order = sorted(allocation, key=lambda g: (-profile[g], g))
-    depth = {gap: math.ceil(n * config.oversample) for gap, n in allocation.items()}
-    chosen: dict[str, SelectionItem] = {}
-    exhausted: set[str] = set()
-
-    def search(gap: str) -> list[Hit]:
-        return index.query(queries[gap], depth[gap], config.method, excluded,
-                           rrf_k=config.rrf_k, oversample=config.oversample)
-
-    pending = list(order)
-    with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(order) or 1)) as pool:
-        while pending:
-            results = dict(zip(pending, pool.map(search, pending), strict=True))
-            # Visit every gap's hits rank by rank, so a sample wanted by two gaps goes to the one ranking it higher.
-            claims = sorted(((hit.rank, order.index(gap), gap, hit) for gap, hits in results.items() for hit in hits),
-                            key=lambda claim: claim[:2])
-            filled = {gap: sum(1 for item in chosen.values() if item.gap == gap) for gap in order}
-            for _, _, gap, hit in claims:
-                if filled[gap] < allocation[gap] and hit.sample_id not in chosen:
-                    chosen[hit.sample_id] = SelectionItem(sample_id=hit.sample_id, gap=gap, query=queries[gap],
-                                                          method=hit.method, score=hit.score, rank=hit.rank)
-                    filled[gap] += 1
-            for gap, hits in results.items():
-                if len(hits) < depth[gap]:
-                    exhausted.add(gap)
-            pending = [gap for gap in order if filled[gap] < allocation[gap] and gap not in exhausted]
-            for gap in pending:
-                depth[gap] *= 2
-    filled = {gap: sum(1 for item in chosen.values() if item.gap == gap) for gap in order}
-    items = sorted(chosen.values(), key=lambda item: (order.index(item.gap), item.rank))
-    return Selection(
-        strategy=f"error-driven/{config.method}", budget=budget, allocation=allocation, items=items,
-        shortfall={gap: allocation[gap] - filled[gap] for gap in order if filled[gap] < allocation[gap]},
-    )
+    with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(allocation) or 1)) as workers:
+        ranked = dict(zip(allocation, workers.map(lambda g: search_gap(index, g, allocation[g], excluded, config),
+                                                    allocation), strict=True))
+    return merge_gaps(index, ranked, allocation, profile, excluded, config, strategy=f"error-driven/{config.method}")

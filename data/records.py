@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -25,6 +27,9 @@ class Usage(BaseModel):
     faults: dict[str, int] = Field(default_factory=dict)
     model: str = ""
 
+    def __add__(self, other: Usage) -> Usage:
+        return self.plus(other)
+
     def plus(self, other: Usage) -> Usage:
         """The sum of two usages (for totals per critique, per round, per run)."""
         faults = dict(self.faults)
@@ -42,6 +47,18 @@ class Usage(BaseModel):
             faults=faults,
             model=",".join(models),
         )
+
+
+def usage_totals(usages: Iterable[Usage], *, failed_cases: int = 0) -> dict[str, float | None]:
+    """A round's teacher bill: calls, tokens, latency, cost (None when unpriced), every fault survived or not.
+
+    `faults` counts every fault the teacher threw, recovered by a retry or
+    not; `failed_cases` the cases given up after all retries.
+    """
+    total = sum(usages, Usage())
+    return {"calls": float(total.calls), "tokens_in": float(total.tokens_in), "tokens_out": float(total.tokens_out),
+            "latency_s": total.latency_s, "cost_usd": total.cost_usd,
+            "faults": float(sum(total.faults.values())), "failed_cases": float(failed_cases)}
 
 
 class Critique(BaseModel):

@@ -8,40 +8,45 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from gaptune.graph import nodes
 from gaptune.graph.resources import Resources
-from gaptune.graph.state import LoopState
+from gaptune.graph.state import CritiqueTask, LoopState, RetrieveTask, TrainTask
+
+Loop = CompiledStateGraph[LoopState, Resources, LoopState, LoopState]
 
 
-def build_graph(res: Resources, checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
-    graph = StateGraph(LoopState)
-    graph.add_node("start", partial(nodes.start, res))
-    graph.add_node("probe", partial(nodes.probe, res))
-    graph.add_node("critique", partial(nodes.critique, res))
-    graph.add_node("judge", partial(nodes.judge, res))
-    graph.add_node("classify", partial(nodes.classify, res))
-    graph.add_node("retrieve_gap", partial(nodes.retrieve_gap, res))
-    graph.add_node("merge_selection", partial(nodes.merge_selection, res))
-    graph.add_node("select_data", partial(nodes.select_data, res))
-    graph.add_node("train", partial(nodes.train, res))
-    graph.add_node("choose", partial(nodes.choose, res))
-    graph.add_node("finish", partial(nodes.finish, res))
+# The three `Send` branches take a payload type of their own (`input_schema`);
+# langgraph's add_node overloads do not yet accept that together with a Runtime parameter.
+
+
+def build_graph(checkpointer: BaseCheckpointSaver | None = None) -> Loop:
+    """The compiled loop; run it with `context=Resources(...)` (what nodes read besides the state)."""
+    graph = StateGraph(LoopState, context_schema=Resources)
+    graph.add_node("start", nodes.start)
+    graph.add_node("probe", nodes.probe)
+    graph.add_node("critique", nodes.critique, input_schema=CritiqueTask)  # type: ignore[call-overload]
+    graph.add_node("judge", nodes.judge)
+    graph.add_node("classify", nodes.classify)
+    graph.add_node("retrieve_gap", nodes.retrieve_gap, input_schema=RetrieveTask)  # type: ignore[call-overload]
+    graph.add_node("merge_selection", nodes.merge_selection)
+    graph.add_node("select_data", nodes.select_data)
+    graph.add_node("train", nodes.train, input_schema=TrainTask)  # type: ignore[call-overload]
+    graph.add_node("choose", nodes.choose)
+    graph.add_node("finish", nodes.finish)
 
     graph.add_edge(START, "start")
     graph.add_edge("start", "probe")
-    graph.add_conditional_edges("probe", partial(nodes.route_cases, res), ["critique", "finish"])
+    graph.add_conditional_edges("probe", nodes.route_cases, ["critique", "finish"])
     graph.add_edge("critique", "judge")
     graph.add_edge("judge", "classify")
-    graph.add_conditional_edges("classify", partial(nodes.route_selection, res), ["retrieve_gap", "select_data"])
+    graph.add_conditional_edges("classify", nodes.route_selection, ["retrieve_gap", "select_data"])
     graph.add_edge("retrieve_gap", "merge_selection")
-    graph.add_conditional_edges("merge_selection", partial(nodes.route_candidates, res), ["train", "finish"])
-    graph.add_conditional_edges("select_data", partial(nodes.route_candidates, res), ["train", "finish"])
+    graph.add_conditional_edges("merge_selection", nodes.route_candidates, ["train", "finish"])
+    graph.add_conditional_edges("select_data", nodes.route_candidates, ["train", "finish"])
     graph.add_edge("train", "choose")
     graph.add_conditional_edges("choose", nodes.route_after_choose, ["probe", "finish"])
     graph.add_edge("finish", END)

@@ -1,6 +1,23 @@
-"""When to stop: validation plateau, budget, round limit, or nothing left to fix."""
+"""The loop's decisions after training: which candidate to keep, and whether to go on.
+
+Stopping: validation plateau, budget, round limit, or nothing left to fix.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gaptune.graph.state import CandidateResult
+
+
+def best_candidate(results: Sequence[CandidateResult], order: Sequence[str]) -> tuple[CandidateResult, str]:
+    """The candidate with the best val accuracy (ties: config order), and why, for the trace."""
+    ranked = sorted(results, key=lambda c: (-c["val_acc"], order.index(c["candidate"])))
+    best = ranked[0]
+    why = f"{best['candidate']}: highest val accuracy ({best['val_acc']:.3f})"
+    if len(ranked) > 1:
+        why += " among " + ", ".join(f"{c['candidate']}={c['val_acc']:.3f}" for c in ranked)
+    return best, why
 
 
 def plateau_update(best_val: float, stale_rounds: int, val_acc: float, min_delta: float) -> tuple[float, int]:

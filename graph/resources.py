@@ -26,7 +26,7 @@ from gaptune.data.sample import Sample
 from gaptune.data.world.families import SKILL_DESCRIPTIONS
 from gaptune.data.world.world import CEILING_START, DRAW_STRIDE, task_split
 from gaptune.data.world.world import pool as world_pool
-from gaptune.graph.config import RunConfig
+from gaptune.graph.config import ConfigError, RunConfig
 from gaptune.graph.run_dir import RunDir
 from gaptune.graph.trace import Trace
 from gaptune.tools.pool_index import FORMAT_VERSION as INDEX_FORMAT
@@ -74,7 +74,10 @@ class Resources:
     run: RunDir
     console: Console = field(default_factory=Console)
     _model_lock: threading.Lock = field(default_factory=threading.Lock)
+    _index_lock: threading.Lock = field(default_factory=threading.Lock)
+    _attempts_lock: threading.Lock = field(default_factory=threading.Lock)
     _loaded: tuple[str | None, Any, Any] | None = None
+    _probe_attempts: tuple[int, dict[str, Attempt]] | None = None
 
     @cached_property
     def trace(self) -> Trace:
@@ -97,7 +100,7 @@ class Resources:
         splits = {split: _load_split(self.config, split) for split in ("probe", "val", "test")}
         for split, samples in splits.items():
             if not samples:
-                raise ValueError(f"task split {split!r} is empty; every split needs labelled samples")
+                raise ConfigError(f"task split {split!r} is empty; every split needs labelled samples")
         return splits
 
     @cached_property
@@ -126,8 +129,10 @@ class Resources:
         if task.world is not None:
             start = CEILING_START + task.draw * DRAW_STRIDE
             samples = task_split(task.world, "probe", self.config.world_seed, self.config.budget, start=start)
-        else:
+        elif task.ceiling is not None:
             samples = load_samples(task.ceiling, image_root=task.image_root, strict=True).samples
+        else:
+            raise ConfigError("selection: ceiling needs task.ceiling, a file of true target-task samples")
         return {s.id: s for s in samples}
 
     @cached_property
@@ -137,10 +142,10 @@ class Resources:
         try:
             ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
         except FileNotFoundError as error:
-            raise ValueError(f"selection_ids: {path} does not exist") from error
+            raise ConfigError(f"selection_ids: {path} does not exist") from error
         unknown = [sample_id for sample_id in ids if sample_id not in self.pool]
         if unknown:
-            raise ValueError(f"selection_ids: {len(unknown)} ids of {path} are not in the pool (e.g. {unknown[0]!r})")
+            raise ConfigError(f"selection_ids: {len(unknown)} ids of {path} are not in the pool (e.g. {unknown[0]!r})")
         return ids
 
     def training_sample(self, sample_id: str) -> Sample:
@@ -167,8 +172,14 @@ class Resources:
         skills = sorted({skill for sample in self.pool.values() for skill in sample.skills})
         return {skill: SKILL_DESCRIPTIONS.get(skill, "") for skill in skills}
 
-    @cached_property
+    @property
     def index(self) -> PoolIndex:
+        """The pool index, opened (or built, first run only) once; parallel retrieval branches wait for it."""
+        with self._index_lock:
+            return self._opened_index
+
+    @cached_property
+    def _opened_index(self) -> PoolIndex:
         fingerprint = hashlib.sha256(
             json.dumps([INDEX_FORMAT, self.config.pool.model_dump(), self.config.world_seed,
                         self.config.retrieval.embedding_model, _file_identity(self.config.pool.path)]).encode()
@@ -195,11 +206,11 @@ class Resources:
     def check_teacher_fits_data(self) -> None:
         """The reference and reader teachers read gold rationale steps: refuse a task without them before any work."""
         teacher = self.config.teacher
-        gold_readers = [c.backend for c in [*teacher.critics, *filter(None, [teacher.fallback])]
-                        if c.backend in ("reference", "reader")]
+        backends = [*teacher.critics, *([teacher.fallback] if teacher.fallback else [])]
+        gold_readers = [c.backend for c in backends if c.backend in ("reference", "reader")]
         missing = [s.id for s in self.splits["probe"] if not s.steps]
         if gold_readers and missing:
-            raise ValueError(
+            raise ConfigError(
                 f"the {gold_readers[0]} teacher needs gold rationale steps, but {len(missing)} probe samples have none "
                 f"(e.g. {missing[0]!r}); configure an LLM critic in teacher.critics (see docs/teachers.md)"
             )
@@ -222,5 +233,11 @@ class Resources:
     def save_attempts(self, path: Path, attempts: Sequence[Attempt]) -> None:
         write_text_atomic(path, "".join(a.model_dump_json() + "\n" for a in attempts))
 
-    def load_attempts(self, path: Path) -> dict[str, Attempt]:
-        return {a.sample_id: a for a in (Attempt.model_validate_json(line) for line in path.read_text().splitlines() if line)}
+    def probe_attempts(self, round_: int) -> dict[str, Attempt]:
+        """The round's probe answers by sample id, read once per round (every critique branch needs them)."""
+        with self._attempts_lock:
+            if self._probe_attempts is None or self._probe_attempts[0] != round_:
+                path = self.run.attempts(round_, "probe")
+                attempts = (Attempt.model_validate_json(line) for line in path.read_text().splitlines() if line)
+                self._probe_attempts = (round_, {a.sample_id: a for a in attempts})
+            return self._probe_attempts[1]

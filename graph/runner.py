@@ -7,6 +7,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite import SqliteSaver
 from rich.console import Console
 
@@ -15,8 +16,9 @@ from gaptune.graph.build import build_graph
 from gaptune.graph.config import RunConfig, dump_config, load_config
 from gaptune.graph.resources import Resources
 from gaptune.graph.run_dir import RunDir
+from gaptune.graph.state import LoopState
 
-THREAD = {"configurable": {"thread_id": "gaptune"}}
+THREAD = RunnableConfig(configurable={"thread_id": "gaptune"})
 
 
 class RunDirError(RuntimeError):
@@ -49,11 +51,11 @@ def _describe(node: str, update: dict[str, Any] | None) -> str:
     return ""
 
 
-def _execute(res: Resources, graph_input: dict[str, Any] | None) -> dict[str, Any]:
+def _execute(res: Resources, graph_input: LoopState | None) -> dict[str, Any]:
     with closing(sqlite3.connect(res.run.checkpoints, check_same_thread=False)) as connection:
-        graph = build_graph(res, SqliteSaver(connection))
-        stream_config = {**THREAD, "max_concurrency": res.config.max_concurrency, "recursion_limit": 10_000}
-        for chunk in graph.stream(graph_input, stream_config, stream_mode="updates"):
+        graph = build_graph(SqliteSaver(connection))
+        stream_config = RunnableConfig(**THREAD, max_concurrency=res.config.max_concurrency, recursion_limit=10_000)
+        for chunk in graph.stream(graph_input, stream_config, context=res, stream_mode="updates"):
             for node, update in chunk.items():
                 text = _describe(node, update if isinstance(update, dict) else None)
                 if text:
@@ -69,8 +71,8 @@ def run(config: RunConfig, run_dir: str | Path, *, console: Console | None = Non
                           "or choose another --run-dir")
     run.root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run.config, dump_config(config))
-    res = Resources(config, run, **({"console": console} if console else {}))
-    return _execute(res, {})
+    res = Resources(config, run, console=console or Console())
+    return _execute(res, LoopState())
 
 
 def resume(run_dir: str | Path, *, console: Console | None = None) -> dict[str, Any]:
@@ -79,10 +81,10 @@ def resume(run_dir: str | Path, *, console: Console | None = None) -> dict[str, 
     if not run.config.exists() or not run.checkpoints.exists():
         raise RunDirError(f"{run.root} holds no run to resume (expected config.yaml and checkpoints.sqlite)")
     config = load_config(run.config)
-    res = Resources(config, run, **({"console": console} if console else {}))
+    res = Resources(config, run, console=console or Console())
     with closing(sqlite3.connect(run.checkpoints, check_same_thread=False)) as connection:
-        snapshot = build_graph(res, SqliteSaver(connection)).get_state(THREAD)
+        snapshot = build_graph(SqliteSaver(connection)).get_state(THREAD)
     if not snapshot.next and snapshot.values.get("stop_reason"):
         res.console.print(f"run already finished: {snapshot.values['stop_reason']}")
         return dict(snapshot.values)
-    return _execute(res, None if snapshot.values else {})
+    return _execute(res, None if snapshot.values else LoopState())

@@ -1,19 +1,22 @@
-"""The loop's state: ids, paths and small records only, so checkpoints stay small.
+"""The loop's state contract: what each node reads and writes, and what parallel branches receive.
 
-Fields written by parallel branches (`Send`) carry reducers. Those lists are
-per round: a node resets one by writing None, which the reducer turns into [].
+The state holds ids, paths and small records only, so checkpoints stay small;
+samples, models and teachers live in `Resources`, which nodes get from the
+runtime context. Lists written by parallel branches (`Send`) are per round:
+they accumulate with `operator.add`, and `probe` starts a round by replacing
+them with `Overwrite([])`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypedDict
+import operator
+from typing import Annotated, Any, NotRequired, TypedDict
 
+from langgraph.types import Overwrite
 
-def extend_or_reset(current: list[Any] | None, update: list[Any] | None) -> list[Any]:
-    """Append branch results; None clears the list for a new round."""
-    if update is None:
-        return []
-    return [*(current or []), *update]
+from gaptune.training.lora_trainer import CandidateKind
+
+# ---- records kept in the state ---------------------------------------------------------------
 
 
 class RoundRecord(TypedDict):
@@ -29,21 +32,157 @@ class RoundRecord(TypedDict):
     diagnosis: dict[str, int]
 
 
+class CritiqueCandidate(TypedDict):
+    """One critic's verdict on one case (a `Critique` dump) and the blamed gold step's label, when known."""
+
+    critic: str
+    critique: dict[str, Any]
+    true_skill: str | None
+
+
+class JudgedCritique(TypedDict):
+    """The verdict kept for a case, with the judge's reason and what judging cost."""
+
+    critique: dict[str, Any]
+    judge_reason: str
+    judge_usage: dict[str, Any]
+    true_skill: str | None
+
+
+class TeacherFault(TypedDict):
+    """A case a critic gave up on after its retries and fallback: a counted skip."""
+
+    case: str
+    critic: str
+    kind: str
+    usage: dict[str, Any]
+
+
+class GapHits(TypedDict):
+    """One gap's ranked retrieval (`SelectionItem` dumps), before cross-gap dedupe."""
+
+    gap: str
+    quota: int
+    items: list[dict[str, Any]]
+
+
+class CandidateResult(TypedDict):
+    """A trained candidate adapter and its validation accuracy."""
+
+    candidate: CandidateKind
+    adapter: str
+    val_acc: float
+    train_size: int
+    steps: int
+    final_loss: float
+
+
+# ---- the state ---------------------------------------------------------------------------
+
+
 class LoopState(TypedDict, total=False):
     round: int
     current_adapter: str | None
     wrong_cases: list[str]
-    critique_candidates: Annotated[list[dict[str, Any]], extend_or_reset]
-    critiques: Annotated[list[dict[str, Any]], extend_or_reset]
-    teacher_faults: Annotated[list[dict[str, Any]], extend_or_reset]
+    critique_candidates: Annotated[list[CritiqueCandidate], operator.add]
+    teacher_faults: Annotated[list[TeacherFault], operator.add]
+    critiques: list[JudgedCritique]
     gaps: dict[str, int]
     gap_of_skill: dict[str, str]
     diagnosis: dict[str, int]
-    gap_hits: Annotated[list[dict[str, Any]], extend_or_reset]
+    gap_hits: Annotated[list[GapHits], operator.add]
     selected: list[str]
     used: list[str]
-    candidates: Annotated[list[dict[str, Any]], extend_or_reset]
+    candidates: Annotated[list[CandidateResult], operator.add]
     history: list[RoundRecord]
+    best_val: float
+    stale_rounds: int
+    stop_reason: str | None
+
+
+# ---- what parallel branches receive (`Send` payloads) -----------------------------------------
+
+
+class CritiqueTask(TypedDict):
+    round: int
+    case: str
+    critic: str
+
+
+class RetrieveTask(TypedDict):
+    round: int
+    gap: str
+    quota: int
+    errors: int
+    used: list[str]
+
+
+class TrainTask(TypedDict):
+    round: int
+    candidate: CandidateKind
+    used: list[str]
+    previous: str | None
+
+
+# ---- what each node writes ---------------------------------------------------------------
+
+
+class StartUpdate(TypedDict):
+    round: int
+    history: list[RoundRecord]
+    best_val: float
+    stale_rounds: int
+    used: list[str]
+    current_adapter: str | None
+    stop_reason: str | None
+
+
+class ProbeUpdate(TypedDict):
+    round: int
+    wrong_cases: list[str]
+    critique_candidates: Overwrite
+    teacher_faults: Overwrite
+    gap_hits: Overwrite
+    candidates: Overwrite
+    critiques: list[JudgedCritique]
+    gaps: dict[str, int]
+    diagnosis: dict[str, int]
+    selected: list[str]
+    stop_reason: NotRequired[str]
+
+
+class CritiqueUpdate(TypedDict, total=False):
+    critique_candidates: list[CritiqueCandidate]
+    teacher_faults: list[TeacherFault]
+
+
+class JudgeUpdate(TypedDict):
+    critiques: list[JudgedCritique]
+
+
+class ClassifyUpdate(TypedDict):
+    gaps: dict[str, int]
+    gap_of_skill: dict[str, str]
+    diagnosis: dict[str, int]
+
+
+class RetrieveUpdate(TypedDict):
+    gap_hits: list[GapHits]
+
+
+class SelectionUpdate(TypedDict):
+    selected: list[str]
+    used: list[str]
+    stop_reason: NotRequired[str]
+
+
+class TrainUpdate(TypedDict):
+    candidates: list[CandidateResult]
+
+
+class ChooseUpdate(TypedDict):
+    history: list[RoundRecord]
+    current_adapter: str
     best_val: float
     stale_rounds: int
     stop_reason: str | None
