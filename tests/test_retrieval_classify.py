@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gaptune.data.world.families import SKILL_DESCRIPTIONS
-from gaptune.tools.classify_gaps import classify_gaps, make_classify_gaps_tool
+from gaptune.tools.classify_gaps import classify_gaps
 
 
 @pytest.mark.parametrize(
@@ -42,10 +42,3 @@ def test_counts_sum_occurrences_per_label_largest_first() -> None:
     assert list(result.counts) == ["counting", "colour"]
     assert {m.text: m.occurrences for m in result.mapping} == {"counting": 1, "can't count objects": 2,
                                                                "Counting": 1, "colour": 1}
-
-
-def test_classify_gaps_tool_through_invoke() -> None:
-    tool = make_classify_gaps_tool(SKILL_DESCRIPTIONS)
-    result = tool.invoke({"missing_skills": ["fails to tell how many circles there are", "spatial relation"]})
-    assert result["counts"] == {"counting": 1, "spatial relation": 1}
-    assert [m["how"] for m in result["mapping"]] == ["embedding", "exact"]

@@ -15,7 +15,6 @@ from gaptune.data.world.families import SKILL_DESCRIPTIONS
 from gaptune.data.world.world import pool
 from gaptune.tools.chroma_index import ChromaConfig, ChromaIndex
 from gaptune.tools.pool_index import PoolIndex, index_pool
-from gaptune.tools.query_pool import make_query_pool_tool
 
 POOL_SIZE = 300
 COUNTING = "counting: counting the objects of a colour or shape"
@@ -99,16 +98,6 @@ def test_fused_scores_are_reciprocal_rank_fusion_of_both_rankings(index: PoolInd
 def test_unknown_method_is_named(index: PoolIndex) -> None:
     with pytest.raises(ValueError, match="'sparse'.*bm25, dense, fused"):
         index.query(COUNTING, 3, "sparse")  # type: ignore[arg-type]
-
-
-def test_query_pool_tool_through_invoke(index: PoolIndex) -> None:
-    tool = make_query_pool_tool(index)
-    hits = tool.invoke({"text": COUNTING, "k": 4, "method": "bm25", "exclude": ["pool-000003"]})
-    assert [hit["rank"] for hit in hits] == [1, 2, 3, 4]
-    assert "pool-000003" not in {hit["sample_id"] for hit in hits}
-    assert hits == [hit.model_dump() for hit in index.query(COUNTING, 4, "bm25", {"pool-000003"})]
-    with pytest.raises(ValueError):
-        tool.invoke({"text": COUNTING, "k": 0})
 
 
 def test_retriever_splits_dedupes_excludes_and_records_why(index: PoolIndex) -> None:

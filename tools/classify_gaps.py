@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
 from gaptune.data.text import normalise
@@ -94,27 +93,3 @@ def _key(text: str) -> str:
 
 def _label_text(label: str, description: str) -> str:
     return f"{label}: {description}" if description else label
-
-
-class ClassifyGapsArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    missing_skills: list[str] = Field(description="missing skills as the teacher wrote them, one per wrong sample")
-
-
-def make_classify_gaps_tool(
-    vocabulary: Mapping[str, str], *, threshold: float = DEFAULT_THRESHOLD,
-    embedding_model: str = DEFAULT_EMBEDDING_MODEL,
-) -> BaseTool:
-    """A LangChain tool bound to one pool's skill vocabulary (e.g. `PoolIndex.skill_vocabulary()`)."""
-    vocabulary = dict(vocabulary)
-
-    def run(missing_skills: list[str]) -> dict[str, object]:
-        result = classify_gaps(missing_skills, vocabulary, threshold=threshold, embedding_model=embedding_model)
-        return result.model_dump()
-
-    return StructuredTool.from_function(
-        func=run, name="classify_gaps", args_schema=ClassifyGapsArgs,
-        description="Map free-text missing skills onto the pool's canonical skill labels; "
-                    "returns error counts per label and how each string was mapped.",
-    )
