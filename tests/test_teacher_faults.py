@@ -1,13 +1,18 @@
 """LLM teachers against a real, fault-injecting OpenAI-compatible HTTP server.
 
-Every fault the issue names (garbage, timeout, 429, 500, unparseable content)
-must be retried and counted, and a case that cannot be saved must end as a
-`TeacherError` the graph can count — never as a crashed run.
+Every fault the issue names (garbage, empty, timeout, dropped, 429, 500, 503,
+unparseable content) must be retried and counted, and a case that cannot be
+saved must end as a `TeacherError` the graph can count — never as a crashed
+run. Retries are the openai client's; the counting is ours.
 """
 
 from __future__ import annotations
 
 import json
+import random
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,7 @@ from gaptune.agents.annotator import annotate_pool
 from gaptune.agents.critics import build_critics
 from gaptune.agents.judge import build_judge
 from gaptune.agents.llm.errors import TeacherError
+from gaptune.agents.llm.http_client import request_limiter
 from gaptune.agents.teacher_config import TeacherConfig
 from gaptune.data.attempt import Attempt
 from gaptune.data.records import Critique
@@ -54,7 +60,8 @@ def teacher(server: FaultServer, **overrides: Any) -> TeacherConfig:
 
 
 @pytest.mark.parametrize(("fault", "kind", "billed"), [
-    ("garbage", "malformed", 1), ("timeout", "timeout", 1), ("429", "rate_limit", 1), ("500", "server_error", 1),
+    ("garbage", "malformed", 1), ("empty", "malformed", 1), ("timeout", "timeout", 1), ("dropped", "unreachable", 1),
+    ("429", "rate_limit", 1), ("500", "server_error", 1), ("503", "server_error", 1),
     ("bad-content", "malformed", 3),  # an unparseable reply is a real, billed call; the repair asks again
 ])
 def test_each_fault_is_retried_and_counted(fault: str, kind: str, billed: int, case, tmp_path: Path,
@@ -225,3 +232,91 @@ def test_a_failing_later_stage_keeps_the_cost_of_earlier_ones(case, tmp_path: Pa
     assert raised.value.kind == "malformed" and "raw replies: Sure! I think it is fine." in str(raised.value)
     assert raised.value.usage.calls == 4  # the critic's call and the analyst's three
     assert raised.value.usage.faults == {"malformed": 3}
+
+
+def test_the_servers_retry_after_is_honoured(case, tmp_path: Path) -> None:
+    sample, attempt = case
+    with FaultServer(scripted_reply, script=["429"], retry_after_ms=400) as server:
+        critique = build_critics(teacher(server), cache_dir=tmp_path)[0].critique(sample, attempt)
+    assert server.behaviours == ["429", "ok"] and critique.usage.faults == {"rate_limit": 1}
+    assert server.arrivals[1] - server.arrivals[0] >= 0.4
+
+
+def _outcome(critic, sample: Sample, attempt: Attempt) -> Critique | TeacherError:
+    try:
+        return critic.critique(sample, attempt)
+    except TeacherError as error:
+        return error
+
+
+# What each injected fault is counted as.
+FAULT_KINDS = {"429": "rate_limit", "500": "server_error", "503": "server_error", "garbage": "malformed",
+               "empty": "malformed", "dropped": "unreachable"}
+
+
+def test_a_server_failing_40_percent_of_requests_every_case_completes_and_every_fault_is_counted(
+    case, tmp_path: Path
+) -> None:
+    """429/500/503, bad JSON, empty bodies and dropped connections on 40% of requests, 8 critiques at once."""
+    sample, attempt = case
+    rng = random.Random(10)
+    script = [rng.choice(list(FAULT_KINDS)) if rng.random() < 0.4 else "ok" for _ in range(400)]
+    with FaultServer(scripted_reply, script=script) as server:
+        config = teacher(server, max_concurrency=8)
+        config.critics[0] = config.critics[0].model_copy(update={"max_retries": 8})
+        critic = build_critics(config, cache_dir=tmp_path)[0]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            outcomes = list(pool.map(lambda _: _outcome(critic, sample, attempt), range(16)))
+        served = list(server.behaviours)
+    assert all(isinstance(o, Critique) and (o.wrong_step, o.missing_skill) == (0, "counting") for o in outcomes)
+    injected = Counter(FAULT_KINDS[b] for b in served if b in FAULT_KINDS)
+    assert sum(injected.values()) >= 8  # the mix really was faulty
+    counted: Counter[str] = Counter()
+    for outcome in outcomes:
+        counted.update(outcome.usage.faults)
+    assert counted == injected  # every recovered fault, per critique, none lost and none invented
+    assert sum(o.usage.calls for o in outcomes) == served.count("ok") == 16
+
+
+@pytest.mark.parametrize("limit", [2, 8])
+def test_one_limit_on_requests_in_flight_across_every_role(limit: int, case, tmp_path: Path) -> None:
+    """Two critics (one falling back), the skill analyst, the judge and the annotator share `max_concurrency`."""
+    sample, attempt = case
+    candidates = [_critique(2, "comparison", "a"), _critique(0, "counting", "b")]
+    with FaultServer(scripted_reply, latency_s=0.05) as server:
+        block = {"backend": "openai", "model": "m", "base_url": server.base_url}
+        dead = {"backend": "openai", "model": "gone", "base_url": "http://127.0.0.1:9/v1", "max_retries": 0}
+        config = TeacherConfig.model_validate({
+            "critics": [block, dead], "skill_analyst": block, "judge": block, "annotator": block,
+            "fallback": block, "method": "prompt", "cache": False, "max_concurrency": limit,
+        })
+        limiter = request_limiter(config.max_concurrency)
+        critics = build_critics(config, cache_dir=tmp_path, limiter=limiter)
+        judge = build_judge(config, cache_dir=tmp_path, limiter=limiter)
+        pool_samples = [_bare(i, f"How many cats are in picture {i}?") for i in range(8)]
+        jobs: list[Callable[[], object]] = [
+            *[lambda c=critic: c.critique(sample, attempt) for critic in critics for _ in range(4)],
+            *[lambda: judge.pick(sample, attempt, candidates) for _ in range(4)],
+            lambda: annotate_pool(pool_samples, config, cache_dir=tmp_path, progress=False, limiter=limiter),
+        ]
+        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            results = [future.result() for future in [pool.submit(job) for job in jobs]]
+    assert all(not isinstance(r, TeacherError) for r in results)
+    assert len(server.requests) == 4 * 2 + 4 * 2 + 4 + 8  # critic+analyst twice (once as fallback), judge, annotator
+    if limit == 2:
+        assert server.max_in_flight == 2  # reached, never passed
+    else:
+        assert 2 < server.max_in_flight <= 8  # the server does see concurrency when the limit allows it
+
+
+def test_voting_counts_on_the_pools_canonical_skills(case, tmp_path: Path) -> None:
+    """Two critics naming the same skill in different words agree once mapped onto the pool's vocabulary."""
+    sample, attempt = case
+    vocabulary = {"counting": "counting the objects of a colour or shape", "comparison": "comparing two counts",
+                  "colour": "naming an object's colour"}
+    candidates = [_critique(2, "comparison", "a"), _critique(0, "can't count objects", "b"),
+                  _critique(0, "Counting", "c")]
+    canonical = build_judge(TeacherConfig(), cache_dir=tmp_path, vocabulary=vocabulary).pick(sample, attempt, candidates)
+    assert canonical.index == 1 and canonical.reason == "2 of 3 critics agree on step 1, skill 'counting'"
+    plain = build_judge(TeacherConfig(), cache_dir=tmp_path).pick(sample, attempt, candidates)
+    assert plain.index == 0 and "tie" in plain.reason  # without the vocabulary the wording splits the vote
