@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from langchain_core.exceptions import OutputParserException
 from pydantic import ValidationError
 
 from gaptune.agents.answer_switch import locate_switch
 from gaptune.agents.critics import build_critics
 from gaptune.agents.judge import VotingJudge, build_judge
-from gaptune.agents.llm.structured_output import extract_json
+from gaptune.agents.llm.structured_output import ReplyParser, extract_json
+from gaptune.agents.prompt_critic import StepVerdict
 from gaptune.agents.reference_critic import ReferenceTeacher
 from gaptune.agents.step_reader import StepReaderTeacher
 from gaptune.agents.teacher_config import HFBackend, OpenAIBackend, TeacherConfig
@@ -77,6 +79,18 @@ def test_extract_json_tolerates_weak_model_output() -> None:
     assert extract_json('{broken {"ok": true}') == {"ok": True}
     with pytest.raises(ValueError, match="no JSON object"):
         extract_json("I think step 2 is wrong.")
+    with pytest.raises(ValueError, match="no JSON object"):  # cut off by max_tokens: never "completed" into a verdict
+        extract_json('{"wrong_step": 2, "missing_skill": "cou')
+
+
+def test_reply_parser_is_a_langchain_parser_that_validates_with_context() -> None:
+    parser: ReplyParser[StepVerdict] = ReplyParser(pydantic_object=StepVerdict, context={"n_steps": 2})
+    verdict = parser.invoke('Step 2 is wrong: {"wrong_step": 2, "missing_skill": " Counting. ",}')
+    assert (verdict.wrong_step, verdict.missing_skill) == (2, "counting")
+    with pytest.raises(OutputParserException) as raised:
+        parser.parse('{"wrong_step": 7, "missing_skill": "counting"}')
+    assert raised.value.observation == "wrong_step: Value error, wrong_step must be between 1 and 3"
+    assert raised.value.llm_output == '{"wrong_step": 7, "missing_skill": "counting"}'
 
 
 def test_usage_sums_tokens_costs_and_faults() -> None:
