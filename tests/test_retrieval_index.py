@@ -13,8 +13,9 @@ import pytest
 from gaptune.agents.retriever import RetrievalConfig, retrieve
 from gaptune.data.world.families import SKILL_DESCRIPTIONS
 from gaptune.data.world.world import pool
+from gaptune.tools.bm25_index import TOKENIZER_FILE, tokenize
 from gaptune.tools.chroma_index import ChromaConfig, ChromaIndex
-from gaptune.tools.pool_index import PoolIndex, index_pool
+from gaptune.tools.pool_index import BM25_DIR, PoolIndex, index_pool
 
 POOL_SIZE = 300
 COUNTING = "counting: counting the objects of a colour or shape"
@@ -145,3 +146,20 @@ def test_open_without_manifest_names_the_fix(tmp_path: Path) -> None:
 def test_a_chroma_server_that_is_down_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConnectionError, match=r"http://127\.0\.0\.1:9.*chroma run"):
         ChromaIndex(ChromaConfig(url="http://127.0.0.1:9"), tmp_path)
+
+
+def test_bm25_tokens_are_bm25s_stemmed_words_without_stop_words() -> None:
+    assert tokenize("Counting the counts: he counted 3 objects") == ["count", "count", "he", "count", "object"]
+
+
+def test_an_index_from_another_tokenizer_is_rebuilt_not_misread(tmp_path: Path) -> None:
+    samples = list(pool(0, 30))
+    index_pool(samples, tmp_path, skill_descriptions=SKILL_DESCRIPTIONS, progress=False)
+    (tmp_path / BM25_DIR / TOKENIZER_FILE).unlink()  # as written before the index used bm25s's tokenizer
+    with pytest.raises(FileNotFoundError, match="another tokenizer.*re-run pool indexing"):
+        PoolIndex.open(tmp_path)
+    report = index_pool(samples, tmp_path, skill_descriptions=SKILL_DESCRIPTIONS, progress=False)
+    assert report.embedded_groups == 0  # only the BM25 half is rebuilt; the embeddings stay
+    rebuilt = PoolIndex.open(tmp_path)
+    best = rebuilt.query(COUNTING, 1, "bm25")[0]
+    assert "counting" in rebuilt.skills_by_id()[best.sample_id]
