@@ -19,6 +19,7 @@ from rich.console import Console
 
 from gaptune.agents.critics import Critic, build_critics
 from gaptune.agents.judge import Judge, build_judge
+from gaptune.agents.llm.http_client import Limiter, request_limiter
 from gaptune.data.atomic import write_text_atomic
 from gaptune.data.attempt import Attempt
 from gaptune.data.loaders import load_samples
@@ -195,13 +196,19 @@ class Resources:
             return PoolIndex.open(index_dir, chroma=chroma)
 
     @cached_property
+    def teacher_limiter(self) -> Limiter:
+        """The run's one bound on teacher requests in flight, every role together (`teacher.max_concurrency`)."""
+        return request_limiter(self.config.teacher.max_concurrency)
+
+    @cached_property
     def critics(self) -> dict[str, Critic]:
-        critics = build_critics(self.config.teacher, cache_dir=self.cache_dir / "teacher")
+        critics = build_critics(self.config.teacher, cache_dir=self.cache_dir / "teacher", limiter=self.teacher_limiter)
         return {critic.name: critic for critic in critics}
 
     @cached_property
     def judge(self) -> Judge:
-        return build_judge(self.config.teacher, cache_dir=self.cache_dir / "teacher")
+        return build_judge(self.config.teacher, cache_dir=self.cache_dir / "teacher", vocabulary=self.skill_vocabulary,
+                           embedding_model=self.config.retrieval.embedding_model, limiter=self.teacher_limiter)
 
     def check_teacher_fits_data(self) -> None:
         """The reference and reader teachers read gold rationale steps: refuse a task without them before any work."""
