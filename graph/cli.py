@@ -35,12 +35,12 @@ BUG_EXIT = 1
 def user_message(error: BaseException) -> str | None:
     """The message to show when `error` is the user's to fix; None when it is a bug in gaptune.
 
-    Beside `UserError`: a path the user gave that does not exist or cannot be
-    read (OSError with a file name), a config model's `ValidationError`, a run
-    directory the runner refuses, and a teacher failure that ended the run
-    rather than being counted as a skipped case (server down, bad base_url,
-    rejected key). The last two are matched through `sys.modules`: when their
-    module was never imported, the error cannot be one of theirs.
+    Beside `UserError` (config, data, run directory): a path the user gave
+    that does not exist or cannot be read (OSError with a file name), a config
+    model's `ValidationError`, and a teacher failure that ended the run rather
+    than being counted as a skipped case (server down, bad base_url, rejected
+    key). The teacher's error is matched through `sys.modules`: when its
+    module was never imported, the error cannot be one of its.
     """
     if isinstance(error, UserError):
         return str(error)
@@ -49,9 +49,6 @@ def user_message(error: BaseException) -> str | None:
     if isinstance(error, ValidationError) and error.title.endswith(("Config", "Spec")):
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<top>'}: {e['msg']}" for e in error.errors())
         return f"invalid {error.title}: {problems}"
-    runner = sys.modules.get("gaptune.graph.runner")
-    if runner is not None and isinstance(error, runner.RunDirError):
-        return str(error)
     teacher_errors = sys.modules.get("gaptune.agents.llm.errors")
     if teacher_errors is not None and isinstance(error, teacher_errors.TeacherError):
         return (f"{error} (the teacher failed outside a single case, which ends the run: check that its server is up "
@@ -154,30 +151,22 @@ def _run_directory(path: Path) -> RunDir:
 def run(config: ConfigArg = None, run_dir: Annotated[Path | None, typer.Option(help="where the run writes everything")] = None,
         set_: SetOpt = []) -> None:  # noqa: B006
     """Run the adaptation loop (with no config: the built-in world, tiny student, reference teacher)."""
-    from gaptune.graph.runner import RunDirError
     from gaptune.graph.runner import run as start_run
 
     resolved = _config(config, set_)
     target = run_dir or Path("runs") / f"{resolved.task.name}-{resolved.selection}-{time.strftime('%Y%m%d-%H%M%S')}"
     console.print(f"run directory: {target}")
-    try:
-        state = start_run(resolved, target, console=console)
-    except RunDirError as error:
-        raise RunDirectoryError(str(error)) from error
+    state = start_run(resolved, target, console=console)
     _summary(RunDir(target), state)
 
 
 @app.command()
 def resume(run_dir: Path) -> None:
     """Continue a run from its last checkpoint (after a crash, a kill, or Ctrl-C)."""
-    from gaptune.graph.runner import RunDirError
     from gaptune.graph.runner import resume as resume_run
 
     _run_directory(run_dir)
-    try:
-        state = resume_run(run_dir, console=console)
-    except RunDirError as error:
-        raise RunDirectoryError(str(error)) from error
+    state = resume_run(run_dir, console=console)
     _summary(RunDir(run_dir), state)
 
 

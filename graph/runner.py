@@ -12,6 +12,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from rich.console import Console
 
 from gaptune.data.atomic import write_text_atomic
+from gaptune.data.errors import RunDirectoryError
 from gaptune.graph.build import build_graph
 from gaptune.graph.config import RunConfig, dump_config, load_config
 from gaptune.graph.resources import Resources
@@ -19,10 +20,6 @@ from gaptune.graph.run_dir import RunDir
 from gaptune.graph.state import LoopState
 
 THREAD = RunnableConfig(configurable={"thread_id": "gaptune"})
-
-
-class RunDirError(RuntimeError):
-    """A run directory that cannot be started or resumed as asked."""
 
 
 def _describe(node: str, update: dict[str, Any] | None) -> str:
@@ -67,7 +64,7 @@ def run(config: RunConfig, run_dir: str | Path, *, console: Console | None = Non
     """Start a new run in `run_dir` (which must not hold one yet) and run it to the end."""
     run = RunDir(Path(run_dir).resolve())
     if run.checkpoints.exists():
-        raise RunDirError(f"{run.root} already holds a run; continue it with `gaptune resume {run.root}` "
+        raise RunDirectoryError(f"{run.root} already holds a run; continue it with `gaptune resume {run.root}` "
                           "or choose another --run-dir")
     run.root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run.config, dump_config(config))
@@ -79,7 +76,7 @@ def resume(run_dir: str | Path, *, console: Console | None = None) -> dict[str, 
     """Continue a run from its last checkpoint, with the config it was started with."""
     run = RunDir(Path(run_dir).resolve())
     if not run.config.exists() or not run.checkpoints.exists():
-        raise RunDirError(f"{run.root} holds no run to resume (expected config.yaml and checkpoints.sqlite)")
+        raise RunDirectoryError(f"{run.root} holds no run to resume (expected config.yaml and checkpoints.sqlite)")
     config = load_config(run.config)
     res = Resources(config, run, console=console or Console())
     with closing(sqlite3.connect(run.checkpoints, check_same_thread=False)) as connection:

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from gaptune.data.errors import RunDirectoryError
 from gaptune.graph.cli import app
 from gaptune.graph.config import load_config
-from gaptune.graph.runner import RunDirError, resume, run
+from gaptune.graph.runner import resume, run
 from gaptune.graph.trace import read_trace
 
 pytestmark = pytest.mark.slow
@@ -95,7 +96,7 @@ def test_trace_cli_explains_a_sample_and_a_case(finished_run: Path) -> None:
 
 
 def test_a_second_run_in_the_same_directory_is_refused(finished_run: Path, overrides: list[str]) -> None:
-    with pytest.raises(RunDirError, match="resume"):
+    with pytest.raises(RunDirectoryError, match="resume"):
         run(load_config(None, overrides), finished_run)
 
 
