@@ -25,11 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from teacher_server import FaultServer, transformers_serve
 
-from gaptune.agents.critics import build_critics
+from gaptune.agents.critics import Critic, build_critics
 from gaptune.agents.llm.errors import TeacherError
 from gaptune.agents.teacher_config import TeacherConfig
 from gaptune.data.attempt import Attempt
 from gaptune.data.cache import cache_dir
+from gaptune.data.sample import Sample
 from gaptune.data.world.world import task_split
 
 
@@ -37,14 +38,14 @@ def _reply(_: dict) -> str:
     return json.dumps({"wrong_step": 1, "missing_skill": "counting", "explanation": "miscounted"})
 
 
-def _cases(n: int) -> list[tuple]:
+def _cases(n: int) -> list[tuple[Sample, Attempt]]:
     samples = task_split("compare-counts", "probe", size=n)
     return [(s, Attempt(sample_id=s.id, output="", steps=[f"count step {i}", "compare"], answer="maybe",
                         correct=False)) for i, s in enumerate(samples)]
 
 
-def _run(critic, cases: list[tuple], workers: int) -> tuple[float, int]:
-    def one(case: tuple) -> bool:
+def _run(critic: Critic, cases: list[tuple[Sample, Attempt]], workers: int) -> tuple[float, int]:
+    def one(case: tuple[Sample, Attempt]) -> bool:
         try:
             critic.critique(*case)
             return True
@@ -89,7 +90,8 @@ def main() -> None:
         sequential, ok_seq = _run(critic, cases, workers=1)
         print(f"N={args.n} critiques: sequential {sequential:.2f} s ({ok_seq} ok)", flush=True)
         concurrent, ok_conc = _run(critic, cases, workers=args.n)
-        print(f"N={args.n} critiques: concurrent {concurrent:.2f} s ({ok_conc} ok)", flush=True)
+        in_flight = "" if args.transformers_serve else f"; the server saw at most {server.max_in_flight} at once"
+        print(f"N={args.n} critiques: concurrent {concurrent:.2f} s ({ok_conc} ok{in_flight})", flush=True)
 
     speedup = sequential / concurrent
     print(f"speed-up {speedup:.2f}x = {speedup / args.n:.2f} x N (goal >= 0.80 x N when the server is the bottleneck)")
