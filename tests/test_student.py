@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from transformers import AutoModelForImageTextToText, AutoProcessor, LlavaForConditionalGeneration
+import pytest
+import torch
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    LlavaForConditionalGeneration,
+    get_scheduler,
+)
 
 from gaptune.data.world.world import task_split
 from gaptune.training.batching import IGNORE_INDEX, generation_batch, training_batch
 from gaptune.training.evaluate import evaluate, score
+from gaptune.training.fit import training_arguments
 from gaptune.training.student import StudentLoadError, load_student
-
-import pytest
+from gaptune.training.tiny_student import TinyStudentConfig, pretrain_settings
 
 
 def test_saved_student_loads_through_the_auto_classes(tiny_student: Path) -> None:
@@ -20,7 +28,30 @@ def test_saved_student_loads_through_the_auto_classes(tiny_student: Path) -> Non
     assert isinstance(model, LlavaForConditionalGeneration)
     assert type(processor).__name__ == "LlavaProcessor"
     assert type(processor.image_processor).__name__ == "CLIPImageProcessorPil"
-    assert (tiny_student / "gaptune_student.json").exists()
+    record = json.loads((tiny_student / "gaptune_student.json").read_text())
+    steps = record["config"]["steps"]
+    assert len(record["loss_curve"]) == -(-steps // 50), "one loss per 50 steps, and the last partial window"
+    assert record["loss_curve"][-1] < record["loss_curve"][0]
+
+
+def test_pretraining_recipe_on_the_trainer_path(tmp_path: Path) -> None:
+    """Warmup 5%, then cosine down to a 5% floor; weight decay 0.01, clip 1.0; the device is not in the cache key."""
+    config = TinyStudentConfig()
+    settings = pretrain_settings(config, "cpu")
+    args = training_arguments(settings, str(tmp_path))
+    assert (args.max_steps, args.per_device_train_batch_size, args.learning_rate) == (1500, 48, 5e-4)
+    assert (args.weight_decay, args.max_grad_norm, args.save_strategy, args.report_to) == (0.01, 1.0, "no", [])
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=args.learning_rate)
+    schedule = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(1500),
+                             num_training_steps=1500, scheduler_specific_kwargs=args.lr_scheduler_kwargs)
+    rates = [schedule.get_last_lr()[0]]
+    for _ in range(1500):
+        optimizer.step()
+        schedule.step()
+        rates.append(schedule.get_last_lr()[0])
+    assert rates[75] == pytest.approx(5e-4) and max(rates) == pytest.approx(5e-4)
+    assert rates[1500] == pytest.approx(0.05 * 5e-4)
+    assert TinyStudentConfig(device="cpu").fingerprint() == config.fingerprint()
 
 
 def test_tokenizer_encodes_any_text_and_world_words_are_single_tokens(tiny_student: Path) -> None:

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import threading
+
 import pytest
 import torch
 from peft import PeftConfig
+from safetensors.torch import load_file
 
 from gaptune.data.world.world import pool, task_split
-from gaptune.training.batching import training_batch
+from gaptune.training.batching import training_batch, training_lengths
+from gaptune.training.fit import FitSettings, fit
 from gaptune.training.in_context import pick_demonstrations
 from gaptune.training.lora_trainer import (
-    TrainerConfig, load_adapted, read_adapter_info, train_candidate, trainable_fraction,
+    TrainerConfig,
+    load_adapted,
+    read_adapter_info,
+    train_candidate,
+    trainable_fraction,
 )
 
-CONFIG = TrainerConfig(epochs=1, batch_size=8)
+CONFIG = TrainerConfig(epochs=1, batch_size=8, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +39,7 @@ def _loss(student: Path, adapter: str | None, samples: list) -> float:
 
 def test_lora_adapter_lowers_training_loss_and_is_a_peft_adapter(tiny_student: Path, train_set: list, tmp_path: Path) -> None:
     adapter = tmp_path / "lora"
-    info = train_candidate(tiny_student, "lora", train_set, adapter, TrainerConfig(epochs=3, batch_size=8), seed=1)
+    info = train_candidate(tiny_student, "lora", train_set, adapter, TrainerConfig(epochs=3, batch_size=8, device="cpu"), seed=1)
     assert PeftConfig.from_pretrained(adapter).peft_type == "LORA"
     assert info.kind == "lora" and info.parent is None and info.train_size == 24 and info.steps == 9
     assert _loss(tiny_student, str(adapter), train_set) < _loss(tiny_student, None, train_set)
@@ -81,11 +89,68 @@ def test_empty_training_set_is_refused(tiny_student: Path, tmp_path: Path) -> No
         train_candidate(tiny_student, "lora", [], tmp_path / "x", CONFIG)
 
 
+def _adapter_weights(adapter: Path) -> dict[str, torch.Tensor]:
+    return load_file(adapter / "adapter_model.safetensors")
+
+
+def test_same_seed_gives_identical_adapter_weights_also_in_parallel_threads(tiny_student: Path, train_set: list, tmp_path: Path) -> None:
+    """Deterministic on CPU, and candidates training side by side in threads do not disturb each other's seeds."""
+    for seed in (3, 4):
+        train_candidate(tiny_student, "lora", train_set, tmp_path / f"alone-{seed}", CONFIG, seed=seed)
+    threads = [threading.Thread(target=train_candidate, args=(tiny_student, "lora", train_set, tmp_path / f"threaded-{seed}", CONFIG),
+                                kwargs={"seed": seed}) for seed in (3, 4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for seed in (3, 4):
+        alone, threaded = _adapter_weights(tmp_path / f"alone-{seed}"), _adapter_weights(tmp_path / f"threaded-{seed}")
+        assert alone.keys() == threaded.keys()
+        assert all(torch.equal(alone[name], threaded[name]) for name in alone), f"seed {seed} differs across runs"
+    different = _adapter_weights(tmp_path / "alone-4")
+    assert any(not torch.equal(tensor, different[name]) for name, tensor in _adapter_weights(tmp_path / "alone-3").items())
+
+
+def test_bf16_base_keeps_the_adapter_in_fp32(tiny_student: Path, train_set: list, tmp_path: Path) -> None:
+    config = TrainerConfig(epochs=1, batch_size=8, device="cpu", base_dtype="bfloat16", gradient_accumulation=2)
+    info = train_candidate(tiny_student, "lora", train_set, tmp_path / "bf16-base", config, seed=0)
+    assert info.steps == 2, "3 micro-batches of 8, two per optimizer step"
+    assert info.final_loss == info.final_loss
+    assert {tensor.dtype for tensor in _adapter_weights(tmp_path / "bf16-base").values()} == {torch.float32}
+
+
+def test_length_bucketing_cuts_padding_and_lengths_are_exact(tiny_student: Path) -> None:
+    _, processor = load_adapted(tiny_student, None)
+    samples = list(pool(0, 128))  # the Trainer's bucketing sorts within mega-batches of 4 batches here
+    lengths = training_lengths(processor, samples)
+    assert lengths == [int(training_batch(processor, [s])["attention_mask"].sum()) for s in samples[:12]] + lengths[12:]
+    shares = {}
+    for bucketed in (False, True):
+        model, _ = load_adapted(tiny_student, None)
+        model.requires_grad_(False)
+        model.lm_head.requires_grad_(True)
+        settings = FitSettings(device="cpu", batch_size=8, learning_rate=1e-4, group_by_length=bucketed, progress=False)
+        result = fit(model, processor, samples, settings)
+        assert result.steps == 16 and sum(result.real_tokens) == sum(lengths)
+        shares[bucketed] = result.padding_share
+    assert 0 <= shares[True] < shares[False] < 1
+
+
+def test_config_keys_for_precision_and_device_are_checked() -> None:
+    assert TrainerConfig().bf16 == "auto" and TrainerConfig().base_dtype == "float32"
+    with pytest.raises(ValueError):
+        TrainerConfig(device="tpu")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        TrainerConfig(base_dtype="float16")  # type: ignore[arg-type]
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_bf16_lora_on_gpu_trains_and_evaluates(tiny_student: Path, train_set: list, tmp_path: Path) -> None:
-    config = TrainerConfig(epochs=2, batch_size=8, device="cuda", bf16=True)
+    config = TrainerConfig(epochs=2, batch_size=8, device="cuda", bf16=True, base_dtype="bfloat16",
+                           gradient_checkpointing=True)
     info = train_candidate(tiny_student, "lora", train_set, tmp_path / "gpu", config, seed=0)
     assert info.final_loss == info.final_loss and info.steps == 6
+    assert {tensor.dtype for tensor in _adapter_weights(tmp_path / "gpu").values()} == {torch.float32}
     model, _ = load_adapted(tiny_student, str(tmp_path / "gpu"), device="cuda")
     assert next(model.parameters()).device.type == "cuda"

@@ -31,6 +31,15 @@ def generation_batch(
     return _encode(processor, texts, images)
 
 
+def _training_texts(
+    processor: Any, samples: Sequence[Sample], demonstrations: Mapping[str, Sequence[Sample]]
+) -> tuple[list[str], list[str]]:
+    """Prompts, and the full texts the model trains on: prompt + target + end-of-sequence."""
+    eos = processor.tokenizer.eos_token or ""
+    prompts = [prompt_text(processor, s, demonstrations.get(s.id, ())) for s in samples]
+    return prompts, [p + " " + s.target_text() + eos for p, s in zip(prompts, samples)]
+
+
 def training_batch(
     processor: Any, samples: Sequence[Sample], demonstrations: Mapping[str, Sequence[Sample]] = NO_DEMONSTRATIONS
 ) -> dict[str, torch.Tensor]:
@@ -41,9 +50,7 @@ def training_batch(
     LLaVA, size-dependent for Qwen2-VL) is counted the way it really happens.
     """
     processor.tokenizer.padding_side = "right"
-    eos = processor.tokenizer.eos_token or ""
-    prompts = [prompt_text(processor, s, demonstrations.get(s.id, ())) for s in samples]
-    texts = [p + " " + s.target_text() + eos for p, s in zip(prompts, samples)]
+    prompts, texts = _training_texts(processor, samples, demonstrations)
     images = [image for s in samples for image in images_for(s, demonstrations.get(s.id, ()))]
     batch = _encode(processor, texts, images)
     prompt_kwargs: dict[str, Any] = {"text": prompts, "add_special_tokens": False}
@@ -56,3 +63,27 @@ def training_batch(
     labels[batch["attention_mask"] == 0] = IGNORE_INDEX
     batch["labels"] = labels
     return batch
+
+
+def training_lengths(
+    processor: Any, samples: Sequence[Sample], demonstrations: Mapping[str, Sequence[Sample]] = NO_DEMONSTRATIONS
+) -> list[int]:
+    """Each sample's length in a training batch, padding excluded: what length bucketing sorts by.
+
+    The texts are tokenized without their images (a placeholder counts one
+    token) in one fast call; each image then adds what the processor expands
+    a placeholder into, measured once on the first sample with images. That
+    count is fixed for LLaVA; where it depends on the image size (Qwen2-VL)
+    it is an estimate, which bucketing tolerates: it only needs the order
+    roughly right.
+    """
+    _, texts = _training_texts(processor, samples, demonstrations)
+    counts = [len(ids) for ids in processor.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    images = [len(s.images) + sum(len(d.images) for d in demonstrations.get(s.id, ())) for s in samples]
+    first = next((row for row, n in enumerate(images) if n), None)
+    if first is None:
+        return counts
+    sample = samples[first]
+    expanded = _encode(processor, [texts[first]], images_for(sample, demonstrations.get(sample.id, ())))
+    per_image = (expanded["input_ids"].shape[1] - counts[first]) / images[first]
+    return [count + round(n * per_image) for count, n in zip(counts, images)]

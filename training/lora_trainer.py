@@ -5,13 +5,15 @@ An adapter is saved in the Hugging Face adapter format plus a small
 underneath it. A round's candidate continues from the previous round's chosen
 adapter when it is of the same kind; otherwise it merges that adapter into
 the weights and starts a fresh one. Loading any adapter replays that chain.
+
+Training itself is `fit` (transformers' Trainer), shared with the tiny
+student's pretraining. Mixed precision is the standard recipe: bf16 autocast
+compute on a GPU, adapter weights and optimizer state in fp32; the frozen
+base may be loaded in bf16 (`base_dtype`) to halve its memory.
 """
 
 from __future__ import annotations
 
-import math
-import random
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -22,12 +24,22 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gaptune.data.atomic import publish_directory
 from gaptune.data.sample import Sample
-from gaptune.training.batching import training_batch
+from gaptune.training.fit import (
+    SETUP_LOCK,
+    Device,
+    FitSettings,
+    device_for_loading,
+    fit,
+    is_main_process,
+    resolve_bf16,
+    resolve_device,
+    resolve_workers,
+    wait_for_all_processes,
+)
 from gaptune.training.in_context import pick_demonstrations
 from gaptune.training.student import load_student
 
 CandidateKind = Literal["lora", "connector", "in-context"]
-_INIT_LOCK = threading.Lock()
 ADAPTER_META = "gaptune_adapter.json"
 
 
@@ -46,11 +58,22 @@ class TrainerConfig(BaseModel):
     # did not teach counting from 900 samples; 5 at 1e-3 does from 2,400).
     learning_rate: float = 1e-3
     epochs: int = 5
-    batch_size: int = 32
+    batch_size: int = Field(32, ge=1)  # per device and micro-step; the optimizer sees x gradient_accumulation
     warmup_fraction: float = 0.05
     in_context_k: int = 2
-    device: str = "auto"
-    bf16: bool = False
+    device: Device = "auto"
+    # bf16 autocast compute (mixed precision); trainable weights and optimizer
+    # state stay fp32. auto: on when training on a GPU that supports bf16.
+    bf16: bool | Literal["auto"] = "auto"
+    # dtype of the frozen base weights. bfloat16 halves a large student's
+    # memory (the standard LoRA recipe); the adapter itself stays fp32.
+    base_dtype: Literal["float32", "bfloat16"] = "float32"
+    gradient_checkpointing: bool = False
+    gradient_accumulation: int = Field(1, ge=1)
+    # Batches of similar lengths (less padding); the order stays seeded.
+    group_by_length: bool = True
+    # Loader worker processes; auto: 4 on a GPU, 0 on CPU.
+    dataloader_workers: int | Literal["auto"] = "auto"
 
 
 class AdapterInfo(BaseModel):
@@ -60,12 +83,6 @@ class AdapterInfo(BaseModel):
     steps: int
     final_loss: float
     in_context_k: int = 0
-
-
-def resolve_device(requested: str) -> str:
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
 
 
 def read_adapter_info(adapter: str | Path) -> AdapterInfo:
@@ -96,13 +113,18 @@ def _lora_config(kind: CandidateKind, config: TrainerConfig) -> LoraConfig:
 
 
 def _prepare(student_path: str | Path, kind: CandidateKind, previous: str | None, config: TrainerConfig, device: str) -> tuple[Any, Any, str | None]:
-    """Model with a trainable adapter of `kind`, and the parent chain the new adapter sits on."""
-    model, processor = load_student(student_path, device=device)
+    """Model with a trainable fp32 adapter of `kind`, and the parent chain the new adapter sits on."""
+    dtype = torch.bfloat16 if config.base_dtype == "bfloat16" else torch.float32
+    model, processor = load_student(student_path, device=device, dtype=dtype)
     if previous is not None and read_adapter_info(previous).kind == kind:
         parent = read_adapter_info(previous).parent
         model = _merge_chain(model, parent)
-        return PeftModel.from_pretrained(model, previous, is_trainable=True), processor, parent
-    model = _merge_chain(model, previous)
+        return _trainable_in_fp32(PeftModel.from_pretrained(model, previous, is_trainable=True)), processor, parent
+    return attach_adapter(_merge_chain(model, previous), kind, config), processor, previous
+
+
+def attach_adapter(model: Any, kind: CandidateKind, config: TrainerConfig) -> Any:
+    """A fresh trainable adapter of `kind` on `model` (LoRA on the connector alone for `connector`), in fp32."""
     try:
         peft_model = get_peft_model(model, _lora_config(kind, config))
     except ValueError as error:
@@ -111,7 +133,26 @@ def _prepare(student_path: str | Path, kind: CandidateKind, previous: str | None
             f"trainer: no module of the student matches the {kind!r} pattern {modules!r} "
             f"(set trainer.{'connector' if kind == 'connector' else 'lora'}_modules): {error}"
         ) from error
-    return peft_model, processor, previous
+    return _trainable_in_fp32(peft_model)
+
+
+def _trainable_in_fp32(model: Any) -> Any:
+    """Adapter weights (and so their gradients and optimizer state) in fp32 whatever the base's dtype."""
+    for parameter in model.parameters():
+        if parameter.requires_grad and parameter.dtype != torch.float32:
+            parameter.data = parameter.data.float()
+    return model
+
+
+def fit_settings(config: TrainerConfig, device: str, seed: int) -> FitSettings:
+    """The shared training path's settings for one candidate: linear warmup and decay, no weight decay."""
+    return FitSettings(
+        device=device, batch_size=config.batch_size, learning_rate=config.learning_rate, epochs=config.epochs,
+        warmup_fraction=config.warmup_fraction, weight_decay=0.0, max_grad_norm=1.0,
+        bf16=resolve_bf16(config.bf16, device), gradient_checkpointing=config.gradient_checkpointing,
+        gradient_accumulation=config.gradient_accumulation, group_by_length=config.group_by_length,
+        dataloader_workers=resolve_workers(config.dataloader_workers, device), seed=seed,
+    )
 
 
 def train_candidate(
@@ -128,43 +169,19 @@ def train_candidate(
     if not train_set:
         raise ValueError("trainer: the training set is empty; nothing was selected this round")
     device = resolve_device(config.device)
-    with _INIT_LOCK:  # candidates train in parallel threads; each adapter's init must see only its own seed
+    with SETUP_LOCK:  # candidates train in parallel threads; each adapter's init must see only its own seed
         torch.manual_seed(seed)
-        model, processor, parent = _prepare(student_path, kind, previous, config, device)
-    if config.bf16:
-        model.to(torch.bfloat16)
+        model, processor, parent = _prepare(student_path, kind, previous, config, device_for_loading(device))
     demonstrations = (
         pick_demonstrations(train_set, train_set, k=config.in_context_k, seed=seed) if kind == "in-context" else {}
     )
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
-    per_epoch = math.ceil(len(train_set) / config.batch_size)
-    total = per_epoch * config.epochs
-    warmup = max(1, int(total * config.warmup_fraction))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
-    )
-    rng = random.Random(seed)
-    order = list(train_set)
-    model.train()
-    last_loss = float("nan")
-    for _ in range(config.epochs):
-        rng.shuffle(order)
-        for start in range(0, len(order), config.batch_size):
-            chunk = order[start : start + config.batch_size]
-            batch = {k: v.to(device) for k, v in training_batch(processor, chunk, demonstrations).items()}
-            if config.bf16 and "pixel_values" in batch:
-                batch["pixel_values"] = batch["pixel_values"].to(torch.bfloat16)
-            loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            last_loss = loss.item()
-    info = AdapterInfo(kind=kind, parent=parent, train_size=len(train_set), steps=total, final_loss=last_loss,
+    result = fit(model, processor, train_set, fit_settings(config, device, seed), demonstrations=demonstrations)
+    info = AdapterInfo(kind=kind, parent=parent, train_size=len(train_set), steps=result.steps,
+                       final_loss=result.final_loss,
                        in_context_k=config.in_context_k if kind == "in-context" else 0)
-    _save(model, info, Path(output_dir))
+    if is_main_process():
+        _save(model, info, Path(output_dir))
+    wait_for_all_processes()
     return info
 
 

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 from pathlib import Path
 from typing import Annotated
 
 import torch
 from pydantic import AfterValidator, BaseModel, ConfigDict
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from tokenizers import ByteLevelBPETokenizer
 from transformers import (
     CLIPImageProcessorPil,
@@ -35,13 +33,25 @@ from gaptune.data.atomic import publish_directory
 from gaptune.data.world.families import FAMILIES, generate
 from gaptune.data.world.scene import CELL, IMAGE_SIZE
 from gaptune.data.world.world import DEFAULT_MIX, known_mix, pretraining_mix
-from gaptune.training.batching import training_batch
+from gaptune.training.fit import (
+    Device,
+    FitSettings,
+    device_for_loading,
+    fit,
+    is_main_process,
+    resolve_bf16,
+    resolve_device,
+    resolve_workers,
+    wait_for_all_processes,
+)
 from gaptune.training.prompting import INSTRUCTION
 
 IMAGE_TOKEN = "<image>"
 # Bump when the architecture, initialisation or pretraining recipe changes, so
 # cached students built by older code are not mistaken for current ones.
-RECIPE_VERSION = 3
+# 4: pretraining through the shared Trainer path (epoch-wise shuffling instead
+# of independent batches, no weight decay on biases and norms).
+RECIPE_VERSION = 4
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", IMAGE_TOKEN]
 
 # User turns render as "question <image> =>", the answer follows after a space:
@@ -87,9 +97,12 @@ class TinyStudentConfig(BaseModel):
     # reading the image tokens (a single object's colour stayed at chance);
     # at 5e-4 it reads it perfectly within 200 steps.
     learning_rate: float = 5e-4
+    # Where to pretrain (auto: the GPU when there is one, with bf16 autocast).
+    # Not part of the fingerprint: it changes the numerics, not the recipe.
+    device: Device = "auto"
 
     def fingerprint(self) -> str:
-        recipe = f"{RECIPE_VERSION}/{self.model_dump_json()}"
+        recipe = f"{RECIPE_VERSION}/{self.model_dump_json(exclude={'device'})}"
         return hashlib.sha256(recipe.encode()).hexdigest()[:12]
 
 
@@ -159,41 +172,22 @@ def build_model(config: TinyStudentConfig, tokenizer: PreTrainedTokenizerFast) -
     return model
 
 
+def pretrain_settings(config: TinyStudentConfig, device: str) -> FitSettings:
+    """The recipe on the shared training path: warmup 5%, cosine to a 5% floor, weight decay 0.01, clip 1.0."""
+    return FitSettings(
+        device=device, batch_size=config.batch_size, learning_rate=config.learning_rate, max_steps=config.steps,
+        warmup_fraction=0.05, lr_floor=0.05, weight_decay=0.01, max_grad_norm=1.0,
+        bf16=resolve_bf16("auto", device), group_by_length=False,
+        dataloader_workers=resolve_workers("auto", device), log_every=50, seed=config.seed,
+    )
+
+
 def pretrain(model: LlavaForConditionalGeneration, processor: LlavaProcessor, config: TinyStudentConfig) -> list[float]:
     """Train every weight on the skewed pretraining mix; returns the loss curve (one value per 50 steps)."""
     samples = pretraining_mix(config.world_seed, config.pretrain_samples, mix=config.mix)
-    rng = random.Random(config.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
-    warmup = max(1, config.steps // 20)
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, config.steps - warmup))) * 0.95 + 0.05
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    model.train()
-    curve: list[float] = []
-    running = 0.0
-    columns = (TextColumn("pretraining tiny student"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.3f}"), TimeElapsedColumn())
-    with Progress(*columns, transient=True) as progress:
-        task = progress.add_task("pretrain", total=config.steps, loss=float("nan"))
-        for step in range(config.steps):
-            batch = training_batch(processor, rng.sample(samples, config.batch_size))
-            loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            running += loss.item()
-            if (step + 1) % 50 == 0:
-                curve.append(running / 50)
-                running = 0.0
-                progress.update(task, loss=curve[-1])
-            progress.advance(task)
-    model.eval()
-    return curve
+    device = resolve_device(config.device)
+    model.to(device_for_loading(device))
+    return fit(model, processor, samples, pretrain_settings(config, device)).losses
 
 
 def tiny_student_path(cache_dir: Path, config: TinyStudentConfig) -> Path:
@@ -215,11 +209,13 @@ def build_tiny_student(cache_dir: Path, config: TinyStudentConfig | None = None,
     processor = build_processor(tokenizer)
     model = build_model(config, tokenizer)
     curve = pretrain(model, processor, config)
-    with publish_directory(target) as staging:
-        model.save_pretrained(staging)
-        processor.save_pretrained(staging)
-        (staging / "gaptune_student.json").write_text(
-            json.dumps({"config": config.model_dump(), "loss_curve": curve}, indent=2))
+    if is_main_process():
+        with publish_directory(target) as staging:
+            model.to("cpu").save_pretrained(staging)
+            processor.save_pretrained(staging)
+            (staging / "gaptune_student.json").write_text(
+                json.dumps({"config": config.model_dump(), "loss_curve": curve}, indent=2))
+    wait_for_all_processes()
     return target
 
 
