@@ -18,7 +18,7 @@ from gaptune.tools.classify_gaps import classify_gaps
         ("can't count objects", "counting", "contains"),
         ("fails to tell how many circles there are", "counting", "embedding"),
         ("does not know left from right", "spatial relation", "embedding"),
-        ("cannot see what differs between the two pictures", "difference", "embedding"),
+        ("cannot see what differs between the two pictures", "difference", "contains"),  # stemmed: differs = difference
         ("cannot tell where the object is located", "localisation", "embedding"),
         ("unable to recognise the object's shape", "shape", "contains"),
     ],
