@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel
-from rich.progress import Progress
 
 from gaptune.data.attempt import Attempt
 from gaptune.data.sample import Sample
@@ -47,11 +46,9 @@ def generate_outputs(
     batch_size: int = 64,
     max_new_tokens: int = 64,
     demonstrations: Mapping[str, Sequence[Sample]] = NO_DEMONSTRATIONS,
-    progress: Progress | None = None,
 ) -> list[str]:
     """Greedy generations in input order, `batch_size` prompts at a time."""
     outputs: list[str] = []
-    task = progress.add_task("generating", total=len(samples)) if progress else None
     device = next(model.parameters()).device
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
@@ -59,10 +56,6 @@ def generate_outputs(
         generated = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
         new_tokens = generated[:, batch["input_ids"].shape[1] :]
         outputs.extend(text.strip() for text in processor.batch_decode(new_tokens, skip_special_tokens=True))
-        if progress and task is not None:
-            progress.advance(task, len(chunk))
-    if progress and task is not None:
-        progress.remove_task(task)
     return outputs
 
 
