@@ -100,3 +100,18 @@ def test_usage_sums_tokens_costs_and_faults() -> None:
     assert (total.calls, total.tokens_in, total.tokens_out, total.cost_usd) == (3, 10, 4, 0.5)
     assert total.faults == {"timeout": 3, "rate_limit": 1} and total.model == "m1,m2"
     assert Usage().plus(Usage()).cost_usd is None
+
+
+def test_the_openai_api_without_a_key_is_a_user_error_naming_the_variable(monkeypatch: pytest.MonkeyPatch,
+                                                                          tmp_path: Path) -> None:
+    from gaptune.agents.critics import build_critics
+    from gaptune.data.errors import UserError
+
+    monkeypatch.delenv("GAPTUNE_TEST_KEY", raising=False)
+    config = TeacherConfig.model_validate({"critics": [{"backend": "openai", "model": "gpt-4o",
+                                                        "api_key_env": "GAPTUNE_TEST_KEY"}]})
+    with pytest.raises(UserError, match="GAPTUNE_TEST_KEY"):
+        build_critics(config, cache_dir=tmp_path)
+    local = TeacherConfig.model_validate({"critics": [{"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1",
+                                                       "api_key_env": "GAPTUNE_TEST_KEY"}]})
+    assert len(build_critics(local, cache_dir=tmp_path)) == 1  # a local server needs no key

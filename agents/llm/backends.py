@@ -23,6 +23,7 @@ from gaptune.agents.llm.errors import TeacherError
 from gaptune.agents.llm.http_client import FaultCountingClient, Limiter, recording, teacher_error
 from gaptune.agents.llm.response_cache import ResponseCache, cache_key
 from gaptune.agents.teacher_config import HFBackend, OpenAIBackend
+from gaptune.data.errors import UserError
 from gaptune.data.records import Usage
 
 Message = dict[str, Any]
@@ -80,8 +81,12 @@ class OpenAIChat:
         self.vision = config.vision
         self.name = config.name or f"openai:{config.model}"
         self.where = f"teacher {config.model!r} at {config.base_url or 'https://api.openai.com/v1'}"
+        api_key = os.environ.get(config.api_key_env)
+        if not api_key and config.base_url is None:
+            raise UserError(f"teacher {config.model!r} calls the OpenAI API, which needs a key: set the environment "
+                            f"variable {config.api_key_env} (named by api_key_env), or set base_url to a local server")
         # Local servers need no key; the client insists on one, so a placeholder stands in.
-        api_key = os.environ.get(config.api_key_env) or "not-needed"
+        api_key = api_key or "not-needed"
         self._http = FaultCountingClient(limiter=limiter, timeout=config.timeout_s)
         common: dict[str, Any] = dict(
             model=config.model, base_url=config.base_url, api_key=api_key, temperature=config.temperature,
