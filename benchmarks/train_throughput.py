@@ -51,6 +51,7 @@ from transformers import (
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
+    PrinterCallback,
     TrainerCallback,
     TrainingArguments,
 )
@@ -196,6 +197,7 @@ def run_plain(model: Any, processor: Any, samples: list, args: argparse.Namespac
         )
         trainer = TallyingTrainer(model=peft_model, args=training_args, train_dataset=samples,
                                   data_collator=TrainingCollator(processor), callbacks=[clock])
+        trainer.remove_callback(PrinterCallback)
         _reset_memory(device)
         trainer.train()
     real, padded = trainer.token_counts()
@@ -247,7 +249,7 @@ def markdown(result: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for name, row in (("gaptune fit (ours)", result["ours"]), ("plain Trainer + PEFT", result["plain"])):
-        lines.append(f"| {name} | {row['tokens_per_s']:,.0f} | {row['mfu']:.2%} | {_gib(row['peak_memory_gib'])} "
+        lines.append(f"| {name} | {row['tokens_per_s']:,.0f} | {100 * row['mfu']:.3g}% | {_gib(row['peak_memory_gib'])} "
                      f"| {row['padding_share']:.1%} |")
     lines += [f"\nratio ours/plain (real tokens/s): {result['ratio_tokens_per_s']:.2f}x", "",
               f"| candidate | trainable share | real tokens/s | {memory} | padding share |",

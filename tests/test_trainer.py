@@ -8,6 +8,7 @@ import threading
 
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 from peft import PeftConfig
 from safetensors.torch import load_file
 
@@ -134,6 +135,27 @@ def test_length_bucketing_cuts_padding_and_lengths_are_exact(tiny_student: Path)
         assert result.steps == 16 and sum(result.real_tokens) == sum(lengths)
         shares[bucketed] = result.padding_share
     assert 0 <= shares[True] < shares[False] < 1
+
+
+def test_accelerate_state_is_kept_while_runs_agree_and_renewed_when_precision_changes(
+    tiny_student: Path, train_set: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run must not clear the state another thread's run is reading; a run with another precision must not fail."""
+    resets: list[bool] = []
+    original = AcceleratorState._reset_state
+    monkeypatch.setattr(AcceleratorState, "_reset_state", staticmethod(lambda **kw: (resets.append(True), original(**kw))[1]))
+    for run, (bf16, expected_resets) in enumerate(((True, None), (True, 0), (False, 1), (True, 1))):
+        model, processor = load_adapted(tiny_student, None)
+        model.requires_grad_(False)
+        model.lm_head.requires_grad_(True)
+        resets.clear()
+        settings = FitSettings(device="cpu", batch_size=8, learning_rate=1e-4, bf16=bf16, progress=False)
+        result = fit(model, processor, train_set[:16], settings)
+        assert result.steps == 2 and result.final_loss == result.final_loss
+        assert model.lm_head.weight.dtype == torch.float32, "autocast never casts the weights themselves"
+        assert AcceleratorState().mixed_precision == ("bf16" if bf16 else "no")
+        if expected_resets is not None:
+            assert len(resets) == expected_resets, f"run {run}"
 
 
 def test_config_keys_for_precision_and_device_are_checked() -> None:

@@ -206,22 +206,24 @@ class _LogLastStep(TrainerCallback):
             self.losses.append(float(logs["loss"]))
 
 
-def _align_accelerate_state(use_cpu: bool, mixed_precision: str) -> None:
-    """accelerate's state is a per-process singleton that refuses a second device or precision.
+def _configure_accelerate(use_cpu: bool, mixed_precision: str) -> None:
+    """Set up accelerate's per-process state for this run, leaving it alone when it already fits.
 
-    A single process may train the student on the GPU and then an adapter on
-    the CPU (or without autocast); start those from a fresh state. Under a
-    distributed launch every run shares the launch's settings, so nothing is
-    reset there.
+    By default TrainingArguments clears that state and builds it anew, under
+    the feet of any candidate already training in another thread (its every
+    step reads it). Here it is built once and reused while runs agree on
+    device and precision; a run that differs (the student pretrained on the
+    GPU, then an adapter on the CPU) starts it afresh. Under a distributed
+    launch the launcher owns it.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return
-    partial = PartialState._shared_state
-    if partial and (partial.get("device") is not None) and (partial["device"].type == "cpu") != use_cpu:
-        AcceleratorState._reset_state(reset_partial_state=True)
-    state = AcceleratorState._shared_state
-    if state and state.get("_mixed_precision") not in (None, mixed_precision):
-        AcceleratorState._reset_state()
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        device = PartialState._shared_state.get("device")
+        precision = AcceleratorState._shared_state.get("_mixed_precision")
+        if device is not None and (device.type == "cpu") != use_cpu:
+            AcceleratorState._reset_state(reset_partial_state=True)
+        elif precision is not None and precision != mixed_precision:
+            AcceleratorState._reset_state()
+    PartialState(cpu=use_cpu)  # the Trainer's Accelerator adds the precision to it
 
 
 def training_arguments(settings: FitSettings, output_dir: str) -> TrainingArguments:
@@ -256,6 +258,7 @@ def training_arguments(settings: FitSettings, output_dir: str) -> TrainingArgume
         remove_unused_columns=False,
         label_names=["labels"],
         disable_tqdm=not settings.progress,
+        accelerator_config={"use_configured_state": True},  # see _configure_accelerate
         **schedule,
     )
 
@@ -278,7 +281,7 @@ def fit(
     log_last = _LogLastStep()
     with tempfile.TemporaryDirectory(prefix="gaptune-fit-") as scratch:
         with SETUP_LOCK:
-            _align_accelerate_state(settings.device == "cpu", "bf16" if settings.bf16 else "no")
+            _configure_accelerate(settings.device == "cpu", "bf16" if settings.bf16 else "no")
             trainer = _BucketingTrainer(
                 model=model,
                 args=training_arguments(settings, scratch),
