@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import resource
 import sys
@@ -150,6 +151,7 @@ def _measure(real: list[int], padded: list[int], clock: _Clock, skip: int, p_bas
 
 
 def _reset_memory(device: str) -> None:
+    gc.collect()  # the previous run's trainer, optimizer state and loader workers
     if device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -165,7 +167,7 @@ def run_ours(model: Any, processor: Any, samples: list, kind: str, args: argpars
     share = trainable / sum(p.numel() for p in peft_model.parameters())
     warmup, steps = (args.warmup, args.steps) if kind == "lora" else (min(args.warmup, 2), args.kind_steps)
     settings = dataclasses.replace(fit_settings(config, device, args.seed), max_steps=warmup + steps,
-                                   progress=False)
+                                   progress=None)
     demonstrations = pick_demonstrations(samples, samples, k=config.in_context_k, seed=args.seed) if kind == "in-context" else {}
     clock = _Clock(warmup, device)
     _reset_memory(device)
@@ -220,7 +222,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # The same base serves every run; each attaches its own adapter and removes it afterwards.
     plain = run_plain(model, processor, samples, args, device, p_base)
     kinds = [run_ours(model, processor, samples, kind, args, device, p_base) for kind in args.kinds]
-    ours = next((k for k in kinds if k["kind"] == "lora"), None) or run_ours(model, processor, samples, "lora", args, device, p_base)
+    ours = next((k for k in kinds if k["kind"] == "lora"), None)
+    if ours is None:
+        ours = run_ours(model, processor, samples, "lora", args, device, p_base)
     return {
         "size": args.size, "device": device,
         "gpu": torch.cuda.get_device_name() if device == "cuda" else None,

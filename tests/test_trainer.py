@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -46,7 +45,9 @@ def test_lora_adapter_lowers_training_loss_and_is_a_peft_adapter(tiny_student: P
     assert _loss(tiny_student, str(adapter), train_set) < _loss(tiny_student, None, train_set)
 
 
-def test_same_kind_continues_and_other_kind_stacks_on_the_merged_chain(tiny_student: Path, train_set: list, tmp_path: Path) -> None:
+def test_same_kind_continues_and_other_kind_stacks_on_the_merged_chain(
+    tiny_student: Path, train_set: list, tmp_path: Path
+) -> None:
     first = tmp_path / "r1"
     train_candidate(tiny_student, "lora", train_set, first, CONFIG, seed=1)
     again = tmp_path / "r2-lora"
@@ -94,12 +95,17 @@ def _adapter_weights(adapter: Path) -> dict[str, torch.Tensor]:
     return load_file(adapter / "adapter_model.safetensors")
 
 
-def test_same_seed_gives_identical_adapter_weights_also_in_parallel_threads(tiny_student: Path, train_set: list, tmp_path: Path) -> None:
-    """Deterministic on CPU, and candidates training side by side in threads do not disturb each other's seeds."""
+def test_same_seed_gives_identical_adapter_weights_also_in_parallel_threads(
+    tiny_student: Path, train_set: list, tmp_path: Path
+) -> None:
+    """Deterministic on CPU; candidates training side by side in threads do not disturb each other's seeds."""
     for seed in (3, 4):
         train_candidate(tiny_student, "lora", train_set, tmp_path / f"alone-{seed}", CONFIG, seed=seed)
-    threads = [threading.Thread(target=train_candidate, args=(tiny_student, "lora", train_set, tmp_path / f"threaded-{seed}", CONFIG),
-                                kwargs={"seed": seed}) for seed in (3, 4)]
+    threads = [
+        threading.Thread(target=train_candidate, kwargs={"seed": seed},
+                         args=(tiny_student, "lora", train_set, tmp_path / f"threaded-{seed}", CONFIG))
+        for seed in (3, 4)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -130,7 +136,7 @@ def test_length_bucketing_cuts_padding_and_lengths_are_exact(tiny_student: Path)
         model, _ = load_adapted(tiny_student, None)
         model.requires_grad_(False)
         model.lm_head.requires_grad_(True)
-        settings = FitSettings(device="cpu", batch_size=8, learning_rate=1e-4, group_by_length=bucketed, progress=False)
+        settings = FitSettings(device="cpu", batch_size=8, learning_rate=1e-4, group_by_length=bucketed, progress=None)
         result = fit(model, processor, samples, settings)
         assert result.steps == 16 and sum(result.real_tokens) == sum(lengths)
         shares[bucketed] = result.padding_share
@@ -149,7 +155,7 @@ def test_accelerate_state_is_kept_while_runs_agree_and_renewed_when_precision_ch
         model.requires_grad_(False)
         model.lm_head.requires_grad_(True)
         resets.clear()
-        settings = FitSettings(device="cpu", batch_size=8, learning_rate=1e-4, bf16=bf16, progress=False)
+        settings = FitSettings(device="cpu", batch_size=8, learning_rate=1e-4, bf16=bf16, progress=None)
         result = fit(model, processor, train_set[:16], settings)
         assert result.steps == 2 and result.final_loss == result.final_loss
         assert model.lm_head.weight.dtype == torch.float32, "autocast never casts the weights themselves"

@@ -37,7 +37,7 @@ def _training_texts(
     """Prompts, and the full texts the model trains on: prompt + target + end-of-sequence."""
     eos = processor.tokenizer.eos_token or ""
     prompts = [prompt_text(processor, s, demonstrations.get(s.id, ())) for s in samples]
-    return prompts, [p + " " + s.target_text() + eos for p, s in zip(prompts, samples)]
+    return prompts, [p + " " + s.target_text() + eos for p, s in zip(prompts, samples, strict=True)]
 
 
 def training_batch(
@@ -86,4 +86,4 @@ def training_lengths(
     sample = samples[first]
     expanded = _encode(processor, [texts[first]], images_for(sample, demonstrations.get(sample.id, ())))
     per_image = (expanded["input_ids"].shape[1] - counts[first]) / images[first]
-    return [count + round(n * per_image) for count, n in zip(counts, images)]
+    return [count + round(n * per_image) for count, n in zip(counts, images, strict=True)]

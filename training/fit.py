@@ -15,18 +15,19 @@ tally of real and padded tokens kept on the device until training ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from accelerate.state import AcceleratorState, PartialState
 from torch.utils.data import RandomSampler, Sampler
-from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from gaptune.data.sample import Sample
@@ -111,7 +112,7 @@ class FitSettings:
     dataloader_workers: int = 0
     log_every: int = 10  # steps per logged loss (each log is one host sync)
     seed: int = 0
-    progress: bool = True
+    progress: str | None = "training"  # the progress bar's label; None: no bar
 
 
 @dataclass
@@ -184,7 +185,8 @@ class _BucketingTrainer(TallyingTrainer):
     def _get_train_sampler(self, train_dataset: Any = None) -> Sampler[int]:
         generator = torch.Generator().manual_seed(self._sampler_seed)
         if self._lengths is None:
-            return RandomSampler(train_dataset if train_dataset is not None else self.train_dataset, generator=generator)
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            return RandomSampler(cast(Sized, dataset), generator=generator)
         # Trainer's own bucketing: random mega-batches of 50 batches, each sorted by length.
         per_step = self.args.train_batch_size * self.args.gradient_accumulation_steps
         return LengthGroupedSampler(per_step, lengths=self._lengths, generator=generator)
@@ -204,6 +206,22 @@ class _LogLastStep(TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
         if logs and "loss" in logs:
             self.losses.append(float(logs["loss"]))
+
+
+class _Bar(ProgressCallback):
+    """The Trainer's tqdm bar, labelled, without a printed line per log: the losses are returned instead."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        super().on_train_begin(args, state, control, **kwargs)
+        if self.training_bar is not None:
+            self.training_bar.set_description(self.label)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        return None
 
 
 def _configure_accelerate(use_cpu: bool, mixed_precision: str) -> None:
@@ -227,7 +245,7 @@ def _configure_accelerate(use_cpu: bool, mixed_precision: str) -> None:
 
 
 def training_arguments(settings: FitSettings, output_dir: str) -> TrainingArguments:
-    """The Trainer's arguments for `settings`; also what the benchmark's baseline starts from."""
+    """The Trainer's arguments for `settings`."""
     schedule: dict[str, Any] = (
         {"lr_scheduler_type": "linear"}
         if settings.lr_floor is None
@@ -257,7 +275,7 @@ def training_arguments(settings: FitSettings, output_dir: str) -> TrainingArgume
         dataloader_persistent_workers=settings.dataloader_workers > 0,
         remove_unused_columns=False,
         label_names=["labels"],
-        disable_tqdm=not settings.progress,
+        disable_tqdm=True,  # fit adds its own quieter bar (see _Bar)
         accelerator_config={"use_configured_state": True},  # see _configure_accelerate
         **schedule,
     )
@@ -291,15 +309,13 @@ def fit(
                 lengths=lengths,
                 sampler_seed=settings.seed,
             )
-        if not settings.progress:
-            trainer.remove_callback(PrinterCallback)
-        lock = _ACCUMULATION_LOCK if settings.gradient_accumulation > 1 else None
+        trainer.remove_callback(PrinterCallback)
+        if settings.progress is not None:
+            trainer.add_callback(_Bar(settings.progress))
+        one_at_a_time = _ACCUMULATION_LOCK if settings.gradient_accumulation > 1 else contextlib.nullcontext()
         started = time.perf_counter()
-        if lock is None:
+        with one_at_a_time:
             trainer.train()
-        else:
-            with lock:
-                trainer.train()
         seconds = time.perf_counter() - started
     real, padded = trainer.token_counts()
     model.eval()

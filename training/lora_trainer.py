@@ -112,7 +112,9 @@ def _lora_config(kind: CandidateKind, config: TrainerConfig) -> LoraConfig:
                       target_modules=modules, bias="none")
 
 
-def _prepare(student_path: str | Path, kind: CandidateKind, previous: str | None, config: TrainerConfig, device: str) -> tuple[Any, Any, str | None]:
+def _prepare(
+    student_path: str | Path, kind: CandidateKind, previous: str | None, config: TrainerConfig, device: str
+) -> tuple[Any, Any, str | None]:
     """Model with a trainable fp32 adapter of `kind`, and the parent chain the new adapter sits on."""
     dtype = torch.bfloat16 if config.base_dtype == "bfloat16" else torch.float32
     model, processor = load_student(student_path, device=device, dtype=dtype)
@@ -144,7 +146,7 @@ def _trainable_in_fp32(model: Any) -> Any:
     return model
 
 
-def fit_settings(config: TrainerConfig, device: str, seed: int) -> FitSettings:
+def fit_settings(config: TrainerConfig, device: str, seed: int, kind: CandidateKind = "lora") -> FitSettings:
     """The shared training path's settings for one candidate: linear warmup and decay, no weight decay."""
     return FitSettings(
         device=device, batch_size=config.batch_size, learning_rate=config.learning_rate, epochs=config.epochs,
@@ -152,6 +154,7 @@ def fit_settings(config: TrainerConfig, device: str, seed: int) -> FitSettings:
         bf16=resolve_bf16(config.bf16, device), gradient_checkpointing=config.gradient_checkpointing,
         gradient_accumulation=config.gradient_accumulation, group_by_length=config.group_by_length,
         dataloader_workers=resolve_workers(config.dataloader_workers, device), seed=seed,
+        progress=f"training {kind} candidate",
     )
 
 
@@ -175,7 +178,7 @@ def train_candidate(
     demonstrations = (
         pick_demonstrations(train_set, train_set, k=config.in_context_k, seed=seed) if kind == "in-context" else {}
     )
-    result = fit(model, processor, train_set, fit_settings(config, device, seed), demonstrations=demonstrations)
+    result = fit(model, processor, train_set, fit_settings(config, device, seed, kind), demonstrations=demonstrations)
     info = AdapterInfo(kind=kind, parent=parent, train_size=len(train_set), steps=result.steps,
                        final_loss=result.final_loss,
                        in_context_k=config.in_context_k if kind == "in-context" else 0)

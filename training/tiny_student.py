@@ -179,6 +179,7 @@ def pretrain_settings(config: TinyStudentConfig, device: str) -> FitSettings:
         warmup_fraction=0.05, lr_floor=0.05, weight_decay=0.01, max_grad_norm=1.0,
         bf16=resolve_bf16("auto", device), group_by_length=False,
         dataloader_workers=resolve_workers("auto", device), log_every=50, seed=config.seed,
+        progress="pretraining tiny student",
     )
 
 
@@ -211,7 +212,7 @@ def build_tiny_student(cache_dir: Path, config: TinyStudentConfig | None = None,
     curve = pretrain(model, processor, config)
     if is_main_process():
         with publish_directory(target) as staging:
-            model.to("cpu").save_pretrained(staging)
+            model.save_pretrained(staging)
             processor.save_pretrained(staging)
             (staging / "gaptune_student.json").write_text(
                 json.dumps({"config": config.model_dump(), "loss_curve": curve}, indent=2))
