@@ -185,3 +185,15 @@ def transformers_serve(model_dir: Path, *, startup_timeout_s: float = 240.0) -> 
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def scripted_reply(body: dict[str, Any]) -> str:
+    """A competent teacher: answers whichever role's prompt it was sent."""
+    prompt = json.dumps(body["messages"])
+    if "Which candidate" in prompt:
+        return json.dumps({"best": 2, "reason": "candidate 2 names the miscount"})
+    if "Name the skills" in prompt:
+        return 'Here you go: {"sample_id": "x", "skills": ["Counting", "comparison",]}'
+    if "Name the ONE skill" in prompt:
+        return json.dumps({"missing_skill": "spatial relation", "explanation": "left and right were swapped"})
+    return '```json\n{"wrong_step": 1, "missing_skill": "Counting", "explanation": "there is 1 yellow object"}\n```'

@@ -245,7 +245,8 @@ def _configure_accelerate(use_cpu: bool, mixed_precision: str) -> None:
 
 
 def training_arguments(settings: FitSettings, output_dir: str) -> TrainingArguments:
-    """The Trainer's arguments for `settings`."""
+    """The Trainer's arguments for `settings` (accelerate's process state is set up for them first)."""
+    _configure_accelerate(settings.device == "cpu", "bf16" if settings.bf16 else "no")
     schedule: dict[str, Any] = (
         {"lr_scheduler_type": "linear"}
         if settings.lr_floor is None
@@ -299,7 +300,6 @@ def fit(
     log_last = _LogLastStep()
     with tempfile.TemporaryDirectory(prefix="gaptune-fit-") as scratch:
         with SETUP_LOCK:
-            _configure_accelerate(settings.device == "cpu", "bf16" if settings.bf16 else "no")
             trainer = _BucketingTrainer(
                 model=model,
                 args=training_arguments(settings, scratch),

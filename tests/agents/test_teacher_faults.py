@@ -8,7 +8,6 @@ run. Retries are the openai client's; the counting is ours.
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from teacher_server import FaultServer
+from teacher_server import FaultServer, scripted_reply
 
 from gaptune.agents.annotator import annotate_pool
 from gaptune.agents.critics import build_critics
@@ -31,18 +30,6 @@ from gaptune.data.sample import Sample
 from gaptune.data.world.world import task_split
 
 SECRET = "sk-test-very-secret-key-123"
-
-
-def scripted_reply(body: dict[str, Any]) -> str:
-    """A competent teacher: answers whichever role's prompt it was sent."""
-    prompt = json.dumps(body["messages"])
-    if "Which candidate" in prompt:
-        return json.dumps({"best": 2, "reason": "candidate 2 names the miscount"})
-    if "Name the skills" in prompt:
-        return 'Here you go: {"sample_id": "x", "skills": ["Counting", "comparison",]}'
-    if "Name the ONE skill" in prompt:
-        return json.dumps({"missing_skill": "spatial relation", "explanation": "left and right were swapped"})
-    return '```json\n{"wrong_step": 1, "missing_skill": "Counting", "explanation": "there is 1 yellow object"}\n```'
 
 
 @pytest.fixture()

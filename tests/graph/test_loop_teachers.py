@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from teacher_server import FaultServer
-from test_teacher_faults import scripted_reply
+from teacher_server import FaultServer, scripted_reply
 
 from gaptune.graph.config import load_config
 from gaptune.graph.runner import run

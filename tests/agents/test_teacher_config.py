@@ -19,7 +19,7 @@ from gaptune.agents.step_reader import StepReaderTeacher
 from gaptune.agents.teacher_config import HFBackend, OpenAIBackend, TeacherConfig
 from gaptune.data.records import Usage
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "smollm2_teacher.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "smollm2_teacher.yaml"
 
 
 def test_default_critic_is_the_label_blind_reader(tmp_path: Path) -> None:
