@@ -291,12 +291,25 @@ def eval_(config: ConfigArg = None,
 
 
 @world_app.command("student")
-def world_student(force: bool = False, set_: SetOpt = []) -> None:  # noqa: B006
-    """Build (or find in the cache) the pretrained tiny student and print its path."""
-    from gaptune.training.tiny_student import build_tiny_student
+def world_student(force: Annotated[bool, typer.Option(help="build from the recipe even when cached or shipped")] = False,
+                  verify: Annotated[bool, typer.Option(help="rebuild the shipped student from its recipe and compare")] = False,
+                  set_: SetOpt = []) -> None:  # noqa: B006
+    """Build (or find in the cache, or take the shipped build of) the pretrained tiny student and print its path."""
+    import tempfile
+
+    from gaptune.training.tiny_student import build_tiny_student, verify_shipped
 
     resolved = _config(None, set_)
     started = time.perf_counter()
+    if verify:
+        with tempfile.TemporaryDirectory(prefix="gaptune-verify-") as scratch:
+            check = verify_shipped(resolved.student.tiny, Path(scratch))
+        console.print(f"shipped {check.shipped}\nrebuilt from the recipe in {time.perf_counter() - started:.0f} s: "
+                      f"max weight difference {check.max_weight_diff:.3g}, final pretraining loss "
+                      f"{check.final_loss_rebuilt:.4f} vs shipped {check.final_loss_shipped:.4f}")
+        verdict = "identical" if check.identical else "agrees (within 10% final loss)" if check.agrees else "DIFFERS"
+        console.print(f"verdict: {verdict}")
+        raise typer.Exit(0 if check.agrees else 1)
     path = build_tiny_student(Path(resolved.cache_dir), resolved.student.tiny, force=force)
     console.print(f"tiny student: {path} ({time.perf_counter() - started:.0f} s)")
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shutil
 from pathlib import Path
 from typing import Annotated
 
 import torch
 from pydantic import AfterValidator, BaseModel, ConfigDict
+from safetensors.torch import load_file
 from tokenizers import ByteLevelBPETokenizer
 from transformers import (
     CLIPImageProcessorPil,
@@ -191,19 +193,37 @@ def pretrain(model: LlavaForConditionalGeneration, processor: LlavaProcessor, co
     return fit(model, processor, samples, pretrain_settings(config, device)).losses
 
 
+# Students shipped with gaptune, built by this recipe (named by its fingerprint): the
+# embedded default starts without a four-minute build. `gaptune world student
+# --verify` rebuilds one from the recipe and compares.
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
+
+
 def tiny_student_path(cache_dir: Path, config: TinyStudentConfig) -> Path:
     return cache_dir / "students" / f"tiny-llava-{config.fingerprint()}"
 
 
-def build_tiny_student(cache_dir: Path, config: TinyStudentConfig | None = None, *, force: bool = False) -> Path:
-    """Build (or find in the cache) the pretrained tiny student; returns its directory.
+def shipped_student_path(config: TinyStudentConfig) -> Path | None:
+    """The shipped build of `config`'s recipe, when gaptune ships one."""
+    path = SHIPPED_DIR / f"tiny-llava-{config.fingerprint()}"
+    return path if (path / "config.json").is_file() else None
 
-    Written to a temporary directory and renamed into place, so a killed
-    build never leaves a half-written student behind.
+
+def build_tiny_student(cache_dir: Path, config: TinyStudentConfig | None = None, *, force: bool = False) -> Path:
+    """The pretrained tiny student's directory: from the cache, else the shipped build, else built here.
+
+    `force` always builds from the recipe. Written to a temporary directory
+    and renamed into place, so a killed build never leaves a half-written
+    student behind.
     """
     config = config or TinyStudentConfig()
     target = tiny_student_path(cache_dir, config)
     if (target / "config.json").is_file() and not force:
+        return target
+    shipped = shipped_student_path(config)
+    if shipped is not None and not force:
+        with publish_directory(target) as staging:
+            shutil.copytree(shipped, staging, dirs_exist_ok=True)
         return target
     torch.manual_seed(config.seed)
     tokenizer = build_tokenizer(config)
@@ -220,4 +240,40 @@ def build_tiny_student(cache_dir: Path, config: TinyStudentConfig | None = None,
     return target
 
 
-__all__ = ["TinyStudentConfig", "build_model", "build_processor", "build_tiny_student", "build_tokenizer"]
+class StudentCheck(BaseModel):
+    """A rebuild from the recipe against the shipped build: equal weights, or how far apart."""
+
+    shipped: str
+    rebuilt: str
+    max_weight_diff: float
+    final_loss_shipped: float
+    final_loss_rebuilt: float
+
+    @property
+    def identical(self) -> bool:
+        return self.max_weight_diff == 0.0
+
+    @property
+    def agrees(self) -> bool:
+        """Bitwise equal, or (another CPU's arithmetic) the same final pretraining loss within 10%."""
+        return self.identical or abs(self.final_loss_rebuilt - self.final_loss_shipped) <= 0.1 * self.final_loss_shipped
+
+
+def verify_shipped(config: TinyStudentConfig, scratch: Path) -> StudentCheck:
+    """Rebuild `config`'s shipped student from its recipe under `scratch` and compare the two."""
+    shipped = shipped_student_path(config)
+    if shipped is None:
+        raise ValueError(f"no shipped student for recipe {config.fingerprint()} (shipped: {SHIPPED_DIR})")
+    rebuilt = build_tiny_student(scratch, config, force=True)
+    ours, theirs = load_file(shipped / "model.safetensors"), load_file(rebuilt / "model.safetensors")
+    diff = max((ours[name].float() - theirs[name].float()).abs().max().item() for name in ours)
+
+    def final_loss(path: Path) -> float:
+        return float(json.loads((path / "gaptune_student.json").read_text())["loss_curve"][-1])
+
+    return StudentCheck(shipped=str(shipped), rebuilt=str(rebuilt), max_weight_diff=diff,
+                        final_loss_shipped=final_loss(shipped), final_loss_rebuilt=final_loss(rebuilt))
+
+
+__all__ = ["StudentCheck", "TinyStudentConfig", "build_model", "build_processor", "build_tiny_student", "build_tokenizer",
+           "verify_shipped"]

@@ -19,7 +19,7 @@ from gaptune.training.batching import IGNORE_INDEX, generation_batch, training_b
 from gaptune.training.evaluate import evaluate, score
 from gaptune.training.fit import training_arguments
 from gaptune.training.student import StudentLoadError, load_student
-from gaptune.training.tiny_student import TinyStudentConfig, pretrain_settings
+from gaptune.training.tiny_student import TinyStudentConfig, pretrain_settings, shipped_student_path
 
 
 def test_saved_student_loads_through_the_auto_classes(tiny_student: Path) -> None:
@@ -103,3 +103,29 @@ def test_score_tallies_per_skill_and_family() -> None:
 def test_missing_student_path_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StudentLoadError, match="no config.json"):
         load_student(tmp_path)
+
+
+def test_the_default_recipe_ships_its_student() -> None:
+    """A recipe change without re-shipping the default student (gaptune world student --force, copied) fails here."""
+    shipped = shipped_student_path(TinyStudentConfig())
+    assert shipped is not None, f"no shipped student for the default recipe {TinyStudentConfig().fingerprint()}"
+    record = json.loads((shipped / "gaptune_student.json").read_text())
+    assert TinyStudentConfig.model_validate(record["config"]).fingerprint() == TinyStudentConfig().fingerprint()
+
+
+def test_a_shipped_student_is_copied_not_built_and_a_rebuild_verifies_it(
+        tiny_student: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from conftest import TEST_STUDENT
+
+    import gaptune.training.tiny_student as tiny
+
+    monkeypatch.setattr(tiny, "SHIPPED_DIR", tmp_path / "shipped")
+    shutil.copytree(tiny_student, tmp_path / "shipped" / tiny_student.name)
+    path = tiny.build_tiny_student(tmp_path / "cache", TEST_STUDENT)
+    assert path == tmp_path / "cache" / "students" / tiny_student.name
+    assert (path / "model.safetensors").read_bytes() == (tiny_student / "model.safetensors").read_bytes()
+    check = tiny.verify_shipped(TEST_STUDENT, tmp_path / "scratch")
+    assert check.identical and check.agrees, check  # same recipe, same machine: the same weights
+    assert check.final_loss_rebuilt == check.final_loss_shipped
