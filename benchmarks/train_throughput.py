@@ -60,7 +60,7 @@ from transformers import (
 from gaptune.data.world.world import pool
 from gaptune.training.fit import TallyingTrainer, TrainingCollator, fit, resolve_device, resolve_workers
 from gaptune.training.in_context import pick_demonstrations
-from gaptune.training.lora_trainer import TrainerConfig, attach_adapter, fit_settings
+from gaptune.training.lora_trainer import CandidateKind, TrainerConfig, attach_adapter, fit_settings
 from gaptune.training.tiny_student import (
     CHAT_TEMPLATE,
     IMAGE_TOKEN,
@@ -77,7 +77,7 @@ def build(size: str, device: str) -> tuple[Any, Any]:
     """A random-weight LLaVA of `size` on `device` and its processor (the tiny student's tokenizer)."""
     tokenizer = build_tokenizer(TinyStudentConfig())
     if size == "tiny":
-        return build_model(TinyStudentConfig(), tokenizer).to(device), build_processor(tokenizer)
+        return build_model(TinyStudentConfig(), tokenizer).to(device), build_processor(tokenizer)  # type: ignore[arg-type]
     processor = LlavaProcessor(
         image_processor=CLIPImageProcessorPil(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}),
         tokenizer=tokenizer, patch_size=14, vision_feature_select_strategy="default",
@@ -90,7 +90,7 @@ def build(size: str, device: str) -> tuple[Any, Any]:
                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                        pad_token_id=tokenizer.pad_token_id)
     config = LlavaConfig(vision_config=vision, text_config=text,
-                         image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), image_seq_length=576,
+                         image_token_index=tokenizer.image_token_id, image_seq_length=576,
                          vision_feature_layer=-2, vision_feature_select_strategy="default")
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     with torch.device(device):  # initialise on the GPU itself: 7B random weights on a CPU take minutes
@@ -157,7 +157,7 @@ def _reset_memory(device: str) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def run_ours(model: Any, processor: Any, samples: list, kind: str, args: argparse.Namespace, device: str,
+def run_ours(model: Any, processor: Any, samples: list, kind: CandidateKind, args: argparse.Namespace, device: str,
              p_base: int) -> dict[str, Any]:
     """One candidate of `kind` through gaptune's path (`fit` with train_candidate's settings)."""
     config = _trainer_config(args)

@@ -81,7 +81,7 @@ def classify_gaps(
     counts: Counter[str] = Counter()
     for text, count in occurrences.items():
         label, how, score = decided.get(text, (normalise(text), "new", 1.0))
-        mapping.append(GapMapping(text=text, label=label, how=how, score=score, occurrences=count))  # type: ignore[arg-type]
+        mapping.append(GapMapping(text=text, label=label, how=how, score=score, occurrences=count))
         counts[label] += count
     return GapClassification(counts=dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))),
                              mapping=mapping)

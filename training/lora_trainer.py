@@ -48,7 +48,7 @@ class TrainerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    candidates: list[CandidateKind] = Field(default_factory=lambda: ["lora"], min_length=1)
+    candidates: list[CandidateKind] = Field(default=["lora"], min_length=1)
     lora_rank: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0

@@ -26,6 +26,6 @@ def load_student(path: str | Path, *, device: str = "cpu", dtype: torch.dtype | 
         )
     processor = AutoProcessor.from_pretrained(location, local_files_only=True)
     model = AutoModelForImageTextToText.from_pretrained(location, local_files_only=True, dtype=dtype)
-    model.to(device)
+    model.to(device)  # type: ignore[arg-type]  # transformers types `to` through a wrapper expecting a model
     model.eval()
     return model, processor

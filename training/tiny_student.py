@@ -158,7 +158,7 @@ def build_model(config: TinyStudentConfig, tokenizer: PreTrainedTokenizerFast) -
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
     llava = LlavaConfig(
-        vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        vision_config=vision, text_config=text, image_token_index=tokenizer.image_token_id,
         image_seq_length=(IMAGE_SIZE // CELL) ** 2, vision_feature_layer=-1,
         vision_feature_select_strategy="default",
     )
@@ -189,7 +189,7 @@ def pretrain(model: LlavaForConditionalGeneration, processor: LlavaProcessor, co
     """Train every weight on the skewed pretraining mix; returns the loss curve (one value per 50 steps)."""
     samples = pretraining_mix(config.world_seed, config.pretrain_samples, mix=config.mix)
     device = resolve_device(config.device)
-    model.to(device_for_loading(device))
+    model.to(device_for_loading(device))  # type: ignore[arg-type]  # transformers' wrapper typing
     return fit(model, processor, samples, pretrain_settings(config, device)).losses
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
+from typing import Any
 
 from PIL import Image, ImageDraw
 
@@ -80,7 +81,8 @@ def with_one_change(rng: random.Random, scene: Scene) -> tuple[Scene, WorldObjec
     attribute = rng.choice(("colour", "shape", "size"))
     options = {"colour": list(COLOURS), "shape": list(SHAPES), "size": list(SIZES)}[attribute]
     new_value = rng.choice([v for v in options if v != getattr(target, attribute)])
-    changed = replace(target, **{attribute: new_value})
+    change: dict[str, Any] = {attribute: new_value}
+    changed = replace(target, **change)
     objects = tuple(changed if o is target else o for o in scene.objects)
     return Scene(objects), target, attribute
 
