@@ -24,7 +24,7 @@ _WHERE = {
     "Sample": "gaptune.data.sample",
     "TeacherConfig": "gaptune.agents.teacher_config",
     "TeacherError": "gaptune.agents.llm.errors",
-    "TrainerConfig": "gaptune.training.lora_trainer",
+    "TrainerConfig": "gaptune.training.config",
     "Usage": "gaptune.data.records",
     "evaluate": "gaptune.training.evaluate",
     "load_config": "gaptune.graph.config",
@@ -79,6 +79,6 @@ if TYPE_CHECKING:
     from gaptune.data.sample import RationaleStep, Sample
     from gaptune.graph.config import ConfigError, RunConfig, load_config
     from gaptune.graph.runner import resume, run
+    from gaptune.training.config import TrainerConfig
     from gaptune.training.evaluate import Evaluation, evaluate
-    from gaptune.training.lora_trainer import TrainerConfig
     from gaptune.training.student import load_student

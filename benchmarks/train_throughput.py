@@ -58,9 +58,10 @@ from transformers import (
 )
 
 from gaptune.data.world.world import pool
+from gaptune.training.config import CandidateKind, TrainerConfig
 from gaptune.training.fit import TallyingTrainer, TrainingCollator, fit, resolve_device, resolve_workers
 from gaptune.training.in_context import pick_demonstrations
-from gaptune.training.lora_trainer import CandidateKind, TrainerConfig, attach_adapter, fit_settings
+from gaptune.training.lora_trainer import attach_adapter, fit_settings
 from gaptune.training.tiny_student import (
     CHAT_TEMPLATE,
     IMAGE_TOKEN,

@@ -18,8 +18,7 @@ from gaptune.agents.teacher_config import TeacherConfig
 from gaptune.data.cache import cache_dir
 from gaptune.data.errors import UserError
 from gaptune.data.world.world import DEFAULT_POOL_SIZE, DEFAULT_SPLIT_SIZES, TASKS
-from gaptune.training.lora_trainer import TrainerConfig
-from gaptune.training.tiny_student import TinyStudentConfig
+from gaptune.training.config import TinyStudentConfig, TrainerConfig
 
 # error-driven: the student's errors pick the data (the method). Arms that do not read errors:
 # probe-only (no pool data), random, full (the whole pool), task-skills (the same retriever,

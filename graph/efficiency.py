@@ -38,7 +38,7 @@ from gaptune.data.world.world import TASKS, world_sample
 from gaptune.graph.config import ConfigError, load_config
 from gaptune.graph.run_dir import RunDir
 from gaptune.graph.statistics import mean_std, paired_bootstrap
-from gaptune.training.tiny_student import MixName
+from gaptune.training.config import MixName
 
 # Each arm is a set of config overrides on top of the cell's own; `swap` and
 # `no-template` get their inputs from the spec (see `_arm_overrides`).

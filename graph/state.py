@@ -14,7 +14,7 @@ from typing import Annotated, Any, NotRequired, TypedDict
 
 from langgraph.types import Overwrite
 
-from gaptune.training.lora_trainer import CandidateKind
+from gaptune.training.config import CandidateKind
 
 # ---- records kept in the state ---------------------------------------------------------------
 

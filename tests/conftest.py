@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gaptune.training.tiny_student import TinyStudentConfig, build_tiny_student
+from gaptune.training.config import TinyStudentConfig
+from gaptune.training.tiny_student import build_tiny_student
 
 # A short pretraining: the loop tests need a real, loadable student that writes
 # the answer format, not the full embedded-default student (that takes minutes).

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence, Sized
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import torch
 from accelerate.state import AcceleratorState, PartialState
@@ -32,8 +32,6 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from gaptune.data.sample import Sample
 from gaptune.training.batching import NO_DEMONSTRATIONS, training_batch, training_lengths
-
-Device = Literal["auto", "cpu", "cuda"]
 
 # Guards everything that touches process-wide state: the global RNG (a LoRA
 # adapter's initialisation, the Trainer's own set_seed) and accelerate's

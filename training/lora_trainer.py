@@ -16,17 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from gaptune.data.atomic import publish_directory
 from gaptune.data.sample import Sample
+from gaptune.training.config import CandidateKind, TrainerConfig
 from gaptune.training.fit import (
     SETUP_LOCK,
-    Device,
     FitSettings,
     device_for_loading,
     fit,
@@ -39,41 +39,7 @@ from gaptune.training.fit import (
 from gaptune.training.in_context import pick_demonstrations
 from gaptune.training.student import load_student
 
-CandidateKind = Literal["lora", "connector", "in-context"]
 ADAPTER_META = "gaptune_adapter.json"
-
-
-class TrainerConfig(BaseModel):
-    """How each round tunes the student. `candidates` train in parallel; validation picks one."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    candidates: list[CandidateKind] = Field(default=["lora"], min_length=1)
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_modules: str = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-    connector_modules: str = r".*(multi_modal_projector|merger)\.(linear_\d+|mlp\.\d+)"
-    # lr 1e-3, 5 epochs: measured on the embedded default (3 epochs at 2e-3
-    # did not teach counting from 900 samples; 5 at 1e-3 does from 2,400).
-    learning_rate: float = 1e-3
-    epochs: int = 5
-    batch_size: int = Field(32, ge=1)  # per device and micro-step; the optimizer sees x gradient_accumulation
-    warmup_fraction: float = 0.05
-    in_context_k: int = 2
-    device: Device = "auto"
-    # bf16 autocast compute (mixed precision); trainable weights and optimizer
-    # state stay fp32. auto: on when training on a GPU that supports bf16.
-    bf16: bool | Literal["auto"] = "auto"
-    # dtype of the frozen base weights. bfloat16 halves a large student's
-    # memory (the standard LoRA recipe); the adapter itself stays fp32.
-    base_dtype: Literal["float32", "bfloat16"] = "float32"
-    gradient_checkpointing: bool = False
-    gradient_accumulation: int = Field(1, ge=1)
-    # Batches of similar lengths (less padding); the order stays seeded.
-    group_by_length: bool = True
-    # Loader worker processes; auto: 4 on a GPU, 0 on CPU.
-    dataloader_workers: int | Literal["auto"] = "auto"
 
 
 class AdapterInfo(BaseModel):

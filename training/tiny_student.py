@@ -10,15 +10,13 @@ classes like any user checkpoint.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import shutil
 from pathlib import Path
-from typing import Annotated
 
 import torch
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import BaseModel
 from safetensors.torch import load_file
 from tokenizers import ByteLevelBPETokenizer
 from transformers import (
@@ -34,9 +32,9 @@ from transformers import (
 from gaptune.data.atomic import publish_directory
 from gaptune.data.world.families import FAMILIES, generate
 from gaptune.data.world.scene import CELL, IMAGE_SIZE
-from gaptune.data.world.world import DEFAULT_MIX, known_mix, pretraining_mix
+from gaptune.data.world.world import pretraining_mix
+from gaptune.training.config import TinyStudentConfig
 from gaptune.training.fit import (
-    Device,
     FitSettings,
     device_for_loading,
     fit,
@@ -49,11 +47,6 @@ from gaptune.training.fit import (
 from gaptune.training.prompting import INSTRUCTION
 
 IMAGE_TOKEN = "<image>"
-# Bump when the architecture, initialisation or pretraining recipe changes, so
-# cached students built by older code are not mistaken for current ones.
-# 4: pretraining through the shared Trainer path (epoch-wise shuffling instead
-# of independent batches, no weight decay on biases and norms).
-RECIPE_VERSION = 4
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", IMAGE_TOKEN]
 
 # User turns render as "question <image> =>", the answer follows after a space:
@@ -73,39 +66,8 @@ CHAT_TEMPLATE = (
 )
 
 
-# A pretraining mix of the world, checked when a config is read.
-MixName = Annotated[str, AfterValidator(known_mix)]
 
 
-class TinyStudentConfig(BaseModel):
-    """Architecture and pretraining recipe; its hash names the cache entry."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    world_seed: int = 0
-    seed: int = 0
-    # Which skills the student is weak in: a key of the world's PRETRAIN_MIXES.
-    mix: MixName = DEFAULT_MIX
-    vocab_size: int = 640
-    vision_hidden: int = 64
-    vision_layers: int = 1
-    text_hidden: int = 128
-    text_layers: int = 4
-    text_heads: int = 4
-    pretrain_samples: int = 60_000
-    steps: int = 1_500
-    batch_size: int = 48
-    # 5e-4: at 2e-3 the language model learns the text and never starts
-    # reading the image tokens (a single object's colour stayed at chance);
-    # at 5e-4 it reads it perfectly within 200 steps.
-    learning_rate: float = 5e-4
-    # Where to pretrain (auto: the GPU when there is one, with bf16 autocast).
-    # Not part of the fingerprint: it changes the numerics, not the recipe.
-    device: Device = "auto"
-
-    def fingerprint(self) -> str:
-        recipe = f"{RECIPE_VERSION}/{self.model_dump_json(exclude={'device'})}"
-        return hashlib.sha256(recipe.encode()).hexdigest()[:12]
 
 
 def _world_text(seed: int) -> list[str]:

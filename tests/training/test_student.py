@@ -16,10 +16,11 @@ from transformers import (
 
 from gaptune.data.world.world import task_split
 from gaptune.training.batching import IGNORE_INDEX, generation_batch, training_batch
+from gaptune.training.config import TinyStudentConfig
 from gaptune.training.evaluate import evaluate, score
 from gaptune.training.fit import training_arguments
 from gaptune.training.student import StudentLoadError, load_student
-from gaptune.training.tiny_student import TinyStudentConfig, pretrain_settings, shipped_student_path
+from gaptune.training.tiny_student import pretrain_settings, shipped_student_path
 
 
 def test_saved_student_loads_through_the_auto_classes(tiny_student: Path) -> None:
