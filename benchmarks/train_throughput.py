@@ -211,7 +211,7 @@ def run_plain(model: Any, processor: Any, samples: list, args: argparse.Namespac
 
 def _trainer_config(args: argparse.Namespace) -> TrainerConfig:
     return TrainerConfig(batch_size=args.batch, device=args.device, gradient_checkpointing=args.gradient_checkpointing,
-                         base_dtype="bfloat16" if args.size == "7b" else "float32")
+                         base_dtype="bfloat16" if args.size == "7b" else "float32", group_by_length=args.group_by_length)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -276,6 +276,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
                         help="default: on for 7b (a batch of 32 at 576 tokens an image needs it), off for tiny")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=True,
+                        help="length-bucketed batches on our path (trainer.group_by_length; off in the loop's default)")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak (H100/H200 SXM: 989)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
