@@ -39,7 +39,7 @@ from gaptune.training.lora_trainer import (
     read_adapter_info,
     resolve_device,
 )
-from gaptune.training.tiny_student import build_tiny_student, tiny_student_path
+from gaptune.training.tiny_student import build_tiny_student, shipped_student_path, tiny_student_path
 
 
 def _load_split(config: RunConfig, split: str) -> list[Sample]:
@@ -92,7 +92,8 @@ class Resources:
     def student_path(self) -> Path:
         if self.config.student.path is not None:
             return Path(self.config.student.path)
-        if not (tiny_student_path(self.cache_dir, self.config.student.tiny) / "config.json").is_file():
+        tiny = self.config.student.tiny
+        if not (tiny_student_path(self.cache_dir, tiny) / "config.json").is_file() and shipped_student_path(tiny) is None:
             self.console.print("building the tiny student (first run only; a few minutes on 2 cores)")
         return build_tiny_student(self.cache_dir, self.config.student.tiny)
 
