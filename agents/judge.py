@@ -143,19 +143,18 @@ def decide(judge: Judge, sample: Sample, attempt: Attempt, candidates: list[Crit
     return None if len(candidates) == 1 else judge.pick(sample, attempt, candidates)
 
 
-def build_judge(config: TeacherConfig, *, cache_dir: Path, canonical: Callable[[str], str] = normalise,
-                vocabulary: Mapping[str, str] | None = None, embedding_model: str = DEFAULT_EMBEDDING_MODEL,
-                limiter: Limiter | None = None) -> Judge:
+def build_judge(config: TeacherConfig, *, cache_dir: Path, vocabulary: Mapping[str, str] | None = None,
+                embedding_model: str = DEFAULT_EMBEDDING_MODEL, limiter: Limiter | None = None) -> Judge:
     """The configured judge model, or agreement voting when `teacher.judge` is not set.
 
     Votes are counted on canonical skills: pass the pool's skill `vocabulary`
     (label -> description, what the gap classifier maps onto) to count
-    "counting objects" and "counting" as one; without it, `canonical` decides
-    (by default a plain text normalisation). `limiter` is the run's one bound
+    "counting objects" and "counting" as one; without it, a plain text
+    normalisation decides. `limiter` is the run's one bound
     on teacher requests in flight, shared with the critics.
     """
-    if vocabulary is not None:
-        canonical = CanonicalSkill(vocabulary, embedding_model=embedding_model)
+    canonical: Callable[[str], str] = (
+        normalise if vocabulary is None else CanonicalSkill(vocabulary, embedding_model=embedding_model))
     voting = VotingJudge(canonical)
     if config.judge is None:
         return voting

@@ -33,13 +33,10 @@ from gaptune.graph.trace import Trace
 from gaptune.tools.pool_index import FORMAT_VERSION as INDEX_FORMAT
 from gaptune.tools.pool_index import PoolIndex, index_pool
 from gaptune.training.evaluate import Evaluation, evaluate
+from gaptune.training.fit import resolve_device
 from gaptune.training.in_context import pick_demonstrations
-from gaptune.training.lora_trainer import (
-    load_adapted,
-    read_adapter_info,
-    resolve_device,
-)
-from gaptune.training.tiny_student import build_tiny_student, shipped_student_path, tiny_student_path
+from gaptune.training.lora_trainer import load_adapted, read_adapter_info
+from gaptune.training.tiny_student import build_tiny_student
 
 
 def _load_split(config: RunConfig, split: str) -> list[Sample]:
@@ -92,9 +89,6 @@ class Resources:
     def student_path(self) -> Path:
         if self.config.student.path is not None:
             return Path(self.config.student.path)
-        tiny = self.config.student.tiny
-        if not (tiny_student_path(self.cache_dir, tiny) / "config.json").is_file() and shipped_student_path(tiny) is None:
-            self.console.print("building the tiny student (first run only; a few minutes on 2 cores)")
         return build_tiny_student(self.cache_dir, self.config.student.tiny)
 
     @cached_property
