@@ -38,5 +38,5 @@ mkdir -p "$out"
   --kind-steps "$kind_steps" --json "$out/train_throughput.json" | tee "$out/train_throughput.md"
 
 if [ "$run_tests" = 1 ]; then
-  "$python" -m pytest -q -m gpu tests/test_trainer.py tests/test_train_throughput.py 2>&1 | tee "$out/gpu_tests.txt"
+  "$python" -m pytest -q -m gpu tests/training/test_trainer.py tests/training/test_train_throughput.py 2>&1 | tee "$out/gpu_tests.txt"
 fi

@@ -49,14 +49,15 @@ def test_tiny_benchmark_on_cpu_compares_both_paths(tmp_path: Path, capsys: pytes
 
 
 def test_gpu_check_script_parses_its_arguments_and_writes_outputs(tmp_path: Path) -> None:
-    """The script prepared for a GPU machine, run at tiny size without its GPU tests."""
+    """The script prepared for a GPU machine, run at tiny size; without CUDA its GPU tests are collected and skipped."""
     command = ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--size", "tiny", "--batch", "4", "--steps", "1",
-               "--warmup", "0", "--kind-steps", "1", "--skip-tests"]
+               "--warmup", "0", "--kind-steps", "1"]
     env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((tmp_path / "train_throughput.json").read_text())["batch"] == 4
     assert "ratio ours/plain" in (tmp_path / "train_throughput.md").read_text()
+    assert "skipped" in (tmp_path / "gpu_tests.txt").read_text(), "the GPU tests the script names exist"
     bad = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--bogus"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--bogus" in bad.stderr
 
