@@ -105,6 +105,10 @@ class RunConfig(BaseModel):
     round_budget: int = Field(default=800, ge=1)
     budget: int = Field(default=2400, ge=1)
     include_probe: bool = True
+    # Times the probe's training part appears in a candidate's training set. The `full` arm
+    # trains one epoch over the whole pool; repeating the probe keeps its passes equal to the
+    # other arms' (epochs x 1).
+    probe_repeats: int = Field(default=1, ge=1)
     # held-out: errors are mined on a part of the probe split that is never trained on
     # (`mining_fraction` of it); all: mined on the whole probe split, which is also trained
     # on from round 1 (so later rounds mine on data the student has seen).

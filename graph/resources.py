@@ -112,11 +112,12 @@ class Resources:
 
     @cached_property
     def probe_training_set(self) -> list[Sample]:
-        """The probe samples every arm trains on (with `include_probe`): never the mined ones when held out."""
+        """The probe samples every arm trains on (with `include_probe`), `probe_repeats` times; never the mined ones
+        when held out."""
         if not self.config.include_probe:
             return []
         mined = {s.id for s in self.mining_set} if self.config.mining == "held-out" else set()
-        return [s for s in self.splits["probe"] if s.id not in mined]
+        return [s for s in self.splits["probe"] if s.id not in mined] * self.config.probe_repeats
 
     @cached_property
     def ceiling_samples(self) -> dict[str, Sample]:

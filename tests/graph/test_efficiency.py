@@ -11,7 +11,8 @@ import yaml
 from typer.testing import CliRunner
 
 from gaptune.graph.cli import app
-from gaptune.graph.efficiency import Cell, EfficiencySpec, plan
+from gaptune.graph.config import load_config
+from gaptune.graph.efficiency import Cell, EfficiencySpec, cell_overrides, plan
 from gaptune.graph.trace import read_trace
 
 pytestmark = pytest.mark.slow
@@ -86,3 +87,13 @@ def test_ci_sized_table_is_written_and_a_rerun_skips_finished_runs(tmp_path: Pat
     again = CliRunner().invoke(app, ["bench", "efficiency", str(spec_file), "--out", str(out), "--no-students-table"])
     assert again.exit_code == 0, again.output
     assert metrics.stat().st_mtime_ns == before and "(1/4)" not in again.output
+
+
+def test_full_arm_trains_the_whole_pool_with_the_probe_passes_of_the_other_arms(tmp_path: Path) -> None:
+    spec = EfficiencySpec(pool_size=5000, full_pool_epochs=3, overrides=["trainer.epochs=15"])
+    full = load_config(None, cell_overrides(spec, tmp_path, Cell(student="count-weak", budget=800, arm="full", seed=1)))
+    assert (full.selection, full.round_budget, full.budget) == ("full", 5000, 5000)
+    assert full.trainer.epochs * full.probe_repeats == 15 and full.trainer.epochs == 3
+    other = load_config(None, cell_overrides(spec, tmp_path, Cell(student="count-weak", budget=800, arm="random",
+                                                                   seed=1)))
+    assert (other.trainer.epochs, other.probe_repeats, other.round_budget) == (15, 1, 800)

@@ -148,3 +148,13 @@ def test_best_candidate_and_round_usage_totals() -> None:
     assert totals == {"calls": 3.0, "tokens_in": 10.0, "tokens_out": 0.0, "latency_s": 0.0, "cost_usd": 0.5,
                       "faults": 3.0, "failed_cases": 1.0}
     assert usage_totals([Usage(calls=1)])["cost_usd"] is None
+
+
+def test_probe_training_part_never_holds_mined_samples_and_repeats_on_request(tmp_path: Path, cache_dir: Path) -> None:
+    res = _resources(tmp_path, cache_dir, "mining=held-out")
+    mined = {s.id for s in res.mining_set}
+    trained = [s.id for s in res.probe_training_set]
+    assert mined and trained and not mined & set(trained)
+    assert mined | set(trained) == {s.id for s in res.splits["probe"]}
+    repeated = _resources(tmp_path / "repeated", cache_dir, "mining=held-out", "probe_repeats=3")
+    assert sorted(s.id for s in repeated.probe_training_set) == sorted(trained * 3)
