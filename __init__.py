@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 _WHERE = {
     "Attempt": "gaptune.data.attempt",
-    "ConfigError": "gaptune.graph.config",
+    "ConfigError": "gaptune.data.errors",
     "Critic": "gaptune.agents.critics",
     "Critique": "gaptune.data.records",
     "Evaluation": "gaptune.training.evaluate",
@@ -74,10 +74,11 @@ if TYPE_CHECKING:
     from gaptune.agents.retriever import RetrievalConfig
     from gaptune.agents.teacher_config import TeacherConfig
     from gaptune.data.attempt import Attempt
+    from gaptune.data.errors import ConfigError
     from gaptune.data.loaders import load_samples
     from gaptune.data.records import Critique, JudgeDecision, Usage
     from gaptune.data.sample import RationaleStep, Sample
-    from gaptune.graph.config import ConfigError, RunConfig, load_config
+    from gaptune.graph.config import RunConfig, load_config
     from gaptune.graph.runner import resume, run
     from gaptune.training.config import TrainerConfig
     from gaptune.training.evaluate import Evaluation, evaluate

@@ -19,6 +19,10 @@ class UserError(Exception):
     """Something the user must fix (a config, a data file, a teacher setting, a run directory); the message says what."""
 
 
+class ConfigError(UserError, ValueError):
+    """A config file, override or setting the user must fix; the message names the key."""
+
+
 class DataError(UserError, ValueError):
     """Bad input data; the message names the file, the row and the field to fix."""
 
@@ -35,4 +39,4 @@ class RunDirectoryError(UserError, ValueError):
     """A path given as a run directory that is missing or holds no gaptune run (or not the part asked for)."""
 
 
-__all__ = ["DataError", "RunDirectoryError", "UserError"]
+__all__ = ["ConfigError", "DataError", "RunDirectoryError", "UserError"]

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gaptune.agents.retriever import RetrievalConfig
 from gaptune.agents.teacher_config import TeacherConfig
 from gaptune.data.cache import cache_dir
-from gaptune.data.errors import UserError
+from gaptune.data.errors import ConfigError
 from gaptune.data.world.world import DEFAULT_POOL_SIZE, DEFAULT_SPLIT_SIZES, TASKS
 from gaptune.training.config import TinyStudentConfig, TrainerConfig
 
@@ -26,10 +26,6 @@ from gaptune.training.config import TinyStudentConfig, TrainerConfig
 # fixed (the pool ids in `selection_ids`, e.g. another student's error-driven choice: the swap test).
 Selection = Literal["error-driven", "random", "full", "task-skills", "probe-only", "ceiling", "fixed"]
 Mining = Literal["held-out", "all"]
-
-
-class ConfigError(UserError, ValueError):
-    """A config file or override the user must fix; the message names the key."""
 
 
 class TaskConfig(BaseModel):

@@ -32,10 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from rich.console import Console
 
 from gaptune.data.atomic import write_text_atomic
+from gaptune.data.errors import ConfigError
 from gaptune.data.sample import Sample
 from gaptune.data.world.families import POOL_FAMILIES
 from gaptune.data.world.world import TASKS, world_sample
-from gaptune.graph.config import ConfigError, load_config
+from gaptune.graph.config import load_config
 from gaptune.graph.run_dir import RunDir
 from gaptune.graph.statistics import mean_std, paired_bootstrap
 from gaptune.training.config import MixName

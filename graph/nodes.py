@@ -51,7 +51,6 @@ Context = Runtime[Resources]
 def start(state: LoopState, runtime: Context) -> StartUpdate:
     """Round 0: the base student's val and test accuracy."""
     res = runtime.context
-    res.check_teacher_fits_data()
     val = res.evaluate(None, "val")
     test = res.evaluate(None, "test")
     res.save_attempts(res.run.attempts(0, "val"), val.attempts)

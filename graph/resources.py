@@ -22,12 +22,13 @@ from gaptune.agents.judge import Judge, build_judge
 from gaptune.agents.llm.http_client import Limiter, request_limiter
 from gaptune.data.atomic import write_text_atomic
 from gaptune.data.attempt import Attempt
+from gaptune.data.errors import ConfigError
 from gaptune.data.loaders import load_samples
 from gaptune.data.sample import Sample
 from gaptune.data.world.families import SKILL_DESCRIPTIONS
 from gaptune.data.world.world import CEILING_START, DRAW_STRIDE, task_split
 from gaptune.data.world.world import pool as world_pool
-from gaptune.graph.config import ConfigError, RunConfig
+from gaptune.graph.config import RunConfig
 from gaptune.graph.run_dir import RunDir
 from gaptune.graph.trace import Trace
 from gaptune.tools.pool_index import FORMAT_VERSION as INDEX_FORMAT
@@ -205,6 +206,13 @@ class Resources:
     def judge(self) -> Judge:
         return build_judge(self.config.teacher, cache_dir=self.cache_dir / "teacher", vocabulary=self.skill_vocabulary,
                            embedding_model=self.config.retrieval.embedding_model, limiter=self.teacher_limiter)
+
+    def check_before_work(self) -> None:
+        """Refuse, before any work, what would fail later: a device this machine lacks, a teacher the data cannot feed."""
+        resolve_device(self.config.trainer.device)
+        if self.config.student.path is None:
+            resolve_device(self.config.student.tiny.device)
+        self.check_teacher_fits_data()
 
     def check_teacher_fits_data(self) -> None:
         """The reference and reader teachers read gold rationale steps: refuse a task without them before any work."""

@@ -66,9 +66,10 @@ def run(config: RunConfig, run_dir: str | Path, *, console: Console | None = Non
     if run.checkpoints.exists():
         raise RunDirectoryError(f"{run.root} already holds a run; continue it with `gaptune resume {run.root}` "
                           "or choose another --run-dir")
+    res = Resources(config, run, console=console or Console())
+    res.check_before_work()  # before the run directory exists: a fixed config can start in the same place
     run.root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run.config, dump_config(config))
-    res = Resources(config, run, console=console or Console())
     return _execute(res, LoopState())
 
 
@@ -79,6 +80,7 @@ def resume(run_dir: str | Path, *, console: Console | None = None) -> dict[str, 
         raise RunDirectoryError(f"{run.root} holds no run to resume (expected config.yaml and checkpoints.sqlite)")
     config = load_config(run.config)
     res = Resources(config, run, console=console or Console())
+    res.check_before_work()
     with closing(sqlite3.connect(run.checkpoints, check_same_thread=False)) as connection:
         snapshot = build_graph(SqliteSaver(connection)).get_state(THREAD)
     if not snapshot.next and snapshot.values.get("stop_reason"):

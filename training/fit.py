@@ -30,6 +30,7 @@ from torch.utils.data import RandomSampler, Sampler
 from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from gaptune.data.errors import ConfigError
 from gaptune.data.sample import Sample
 from gaptune.training.batching import NO_DEMONSTRATIONS, training_batch, training_lengths
 
@@ -49,9 +50,10 @@ def resolve_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested (trainer.device / student.tiny.device) but torch sees no CUDA device")
+        raise ConfigError("device 'cuda' was requested (trainer.device / student.tiny.device) but torch sees no CUDA "
+                          "device; set it to auto or cpu")
     if requested not in ("cpu", "cuda"):
-        raise ValueError(f"device {requested!r}: expected auto, cpu or cuda")
+        raise ConfigError(f"device {requested!r}: expected auto, cpu or cuda")
     return requested
 
 

@@ -13,6 +13,12 @@ from typer.testing import CliRunner, Result
 from gaptune.graph.cli import app
 
 
+def torch_has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _invoke(*args: str, env: dict[str, str | None] | None = None) -> Result:
     return CliRunner(env={"GAPTUNE_DEBUG": None, **(env or {})}).invoke(app, list(args))
 
@@ -160,3 +166,12 @@ def test_a_bug_is_one_line_without_traceback_unless_debugging(monkeypatch: pytes
 def test_usage_errors_stay_typers(tmp_path: Path) -> None:
     result = _invoke("trace")
     assert result.exit_code == 2 and "Missing argument" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.skipif(torch_has_cuda(), reason="the machine has a GPU: cuda is a valid device here")
+def test_cuda_without_a_gpu_is_refused_before_any_work(tmp_path: Path) -> None:
+    result = _invoke("run", "--run-dir", str(tmp_path / "run"), "--set", "trainer.device=cuda",
+                     "--set", f"cache_dir={tmp_path / 'cache'}")
+    _assert_user_error(result, "device 'cuda'", "trainer.device", "auto or cpu")
+    assert not (tmp_path / "cache").exists(), "refused before the student was built or the pool indexed"
+    assert not (tmp_path / "run").exists(), "and before the run directory was made: the fixed command can reuse it"

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from gaptune.graph.config import ConfigError, load_config
+from gaptune.data.errors import ConfigError
+from gaptune.graph.config import load_config
 
 
 def test_embedded_default_is_the_world_error_driven_loop() -> None:
