@@ -18,7 +18,7 @@ from gaptune.agents.teacher_config import TeacherConfig
 from gaptune.data.cache import cache_dir
 from gaptune.data.errors import ConfigError
 from gaptune.data.world.world import DEFAULT_POOL_SIZE, DEFAULT_SPLIT_SIZES, TASKS
-from gaptune.training.config import TinyStudentConfig, TrainerConfig
+from gaptune.training.config import StudentServerConfig, TinyStudentConfig, TrainerConfig
 
 # error-driven: the student's errors pick the data (the method). Arms that do not read errors:
 # probe-only (no pool data), random, full (the whole pool), task-skills (the same retriever,
@@ -84,6 +84,8 @@ class StudentConfig(BaseModel):
     tiny: TinyStudentConfig = Field(default_factory=TinyStudentConfig)
     eval_batch_size: int = 64
     max_new_tokens: int = 48
+    # Evaluate on an OpenAI-compatible server (vLLM) instead of in-process; training stays here.
+    server: StudentServerConfig | None = None
 
 
 class RunConfig(BaseModel):
@@ -125,6 +127,11 @@ class RunConfig(BaseModel):
             raise ValueError("selection 'fixed' needs selection_ids: a file with one pool sample id per line")
         if self.selection != "fixed" and self.selection_ids:
             raise ValueError(f"selection_ids is only read by selection 'fixed', not {self.selection!r}")
+        kinds = set(self.trainer.candidates)
+        if self.student.server is not None and (len(kinds) > 1 or "connector" in kinds):
+            raise ValueError("student.server applies one LoRA adapter on the language model: set trainer.candidates "
+                             "to [lora] or [in-context] (connector adapters and chains of kinds are evaluated "
+                             "in-process only)")
         if self.selection == "ceiling" and self.task.world is None and self.task.ceiling is None:
             raise ValueError("selection 'ceiling' needs task.ceiling (target-task training data) for file tasks")
         return self

@@ -33,10 +33,11 @@ from gaptune.graph.run_dir import RunDir
 from gaptune.graph.trace import Trace
 from gaptune.tools.pool_index import FORMAT_VERSION as INDEX_FORMAT
 from gaptune.tools.pool_index import PoolIndex, index_pool
-from gaptune.training.evaluate import Evaluation, evaluate
+from gaptune.training.evaluate import Evaluation, evaluate, score
 from gaptune.training.fit import resolve_device
 from gaptune.training.in_context import pick_demonstrations
 from gaptune.training.lora_trainer import load_adapted, read_adapter_info
+from gaptune.training.served import ServedStudent
 from gaptune.training.tiny_student import build_tiny_student
 
 
@@ -226,12 +227,24 @@ class Resources:
                 f"(e.g. {missing[0]!r}); configure an LLM critic in teacher.critics (see docs/teachers.md)"
             )
 
+    @cached_property
+    def served_student(self) -> ServedStudent | None:
+        server = self.config.student.server
+        return ServedStudent(server) if server is not None else None
+
     def evaluate(self, adapter: str | None, split: str, samples: Sequence[Sample] | None = None) -> Evaluation:
-        """Evaluate the student with `adapter` (None: the base) on a split; in-context adapters get demonstrations."""
+        """Evaluate the student with `adapter` (None: the base) on a split; in-context adapters get demonstrations.
+
+        In-process, or on the student server when `student.server` is set.
+        """
         samples = list(samples if samples is not None else self.splits[split])
         demonstrations = {}
         if adapter is not None and (k := read_adapter_info(adapter).in_context_k):
             demonstrations = pick_demonstrations(samples, self.splits["probe"], k=k, seed=self.config.seed)
+        if self.served_student is not None:
+            outputs = self.served_student.generate_outputs(adapter, samples, demonstrations=demonstrations,
+                                                           max_new_tokens=self.config.student.max_new_tokens)
+            return score(samples, outputs)
         with self._model_lock:
             if self._loaded is None or self._loaded[0] != adapter:
                 model, processor = load_adapted(self.student_path, adapter, device=resolve_device(self.config.trainer.device))

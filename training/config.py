@@ -25,6 +25,27 @@ MixName = Annotated[str, AfterValidator(known_mix)]
 RECIPE_VERSION = 4
 
 
+class StudentServerConfig(BaseModel):
+    """An OpenAI-compatible server (vLLM) serving the student: evaluation is sent there instead of run in-process.
+
+    Each round's adapter is loaded into the server at run time (vLLM's
+    `/v1/load_lora_adapter`), so the server must see the run directory and
+    allow runtime LoRA updates, e.g.
+    `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve STUDENT --enable-lora --max-lora-rank 16`.
+    It applies one LoRA adapter on the language model: `lora` or `in-context`
+    candidates of a single kind, never `connector` or a chain of kinds.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str  # e.g. http://localhost:8000/v1
+    model: str  # the base model's name on the server (vllm serve's --served-model-name, or its path)
+    api_key_env: str | None = None  # environment variable holding the server's API key, if it wants one
+    max_concurrency: int = Field(default=64, ge=1)  # requests in flight; the server batches them
+    timeout_s: float = Field(default=300.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
+
+
 class TrainerConfig(BaseModel):
     """How each round tunes the student. `candidates` train in parallel; validation picks one."""
 
