@@ -69,6 +69,8 @@ class ServedStudent:
     def __init__(self, config: StudentServerConfig) -> None:
         self.config = config
         api_key = os.environ.get(config.api_key_env, "") if config.api_key_env else ""
+        if config.api_key_env and not api_key:
+            raise ConfigError(f"student.server.api_key_env names {config.api_key_env!r}, which is not set")
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = openai.OpenAI(base_url=config.base_url, api_key=api_key or "EMPTY",
                                      timeout=config.timeout_s, max_retries=config.max_retries)

@@ -82,6 +82,11 @@ def test_server_faults_are_user_errors_naming_the_setting(tiny_student: Path, sa
                 str(missing), samples[:1])
 
 
+def test_an_unset_api_key_variable_is_named() -> None:
+    with pytest.raises(ConfigError, match="GAPTUNE_NO_SUCH_KEY"):
+        ServedStudent(StudentServerConfig(base_url="http://127.0.0.1:9/v1", model="s", api_key_env="GAPTUNE_NO_SUCH_KEY"))
+
+
 def test_config_refuses_candidates_a_server_cannot_apply() -> None:
     server = ["student.server={base_url: 'http://localhost:8000/v1', model: llava}"]
     assert load_config(None, server).student.server.model == "llava"  # type: ignore[union-attr]
