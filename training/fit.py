@@ -271,6 +271,10 @@ def training_arguments(settings: FitSettings, output_dir: str) -> TrainingArgume
         save_strategy="no",
         report_to=[],
         seed=settings.seed,
+        # accelerate swaps a RandomSampler for its SeedableRandomSampler, seeded from data_seed or
+        # else from the global RNG's initial seed, which a candidate training in a parallel thread
+        # may have just reset: the data order must come from this run's seed alone.
+        data_seed=settings.seed,
         dataloader_num_workers=settings.dataloader_workers,
         dataloader_pin_memory=settings.device == "cuda",
         dataloader_persistent_workers=settings.dataloader_workers > 0,
