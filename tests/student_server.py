@@ -15,14 +15,14 @@ import io
 import json
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import torch
 from peft import PeftModel
 from PIL import Image
-from teacher_server import completion_body
+from teacher_server import LocalServer, completion_body
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 
@@ -33,7 +33,7 @@ def _decode(url: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
 
 
-class StudentServer:
+class StudentServer(LocalServer):
     """Serves a student directory under `model`; adapters loaded at run time are served under their names."""
 
     def __init__(self, student: Path, *, model: str = "student") -> None:
@@ -44,24 +44,10 @@ class StudentServer:
         self.loads: Counter[str] = Counter()  # load_lora_adapter calls per name
         self.completions: Counter[str] = Counter()  # chat completions per model name
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__()
 
     def _base(self) -> Any:
         return AutoModelForImageTextToText.from_pretrained(self.student, local_files_only=True).eval()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def __enter__(self) -> StudentServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def load(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         name, path = body["lora_name"], body["lora_path"]
