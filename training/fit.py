@@ -173,14 +173,23 @@ class TallyingTrainer(Trainer):
 class _BucketingTrainer(TallyingTrainer):
     """Samples batches from precomputed lengths (bucketed) or uniformly, from its own seeded generator.
 
-    An own generator keeps the data order a function of the seed alone, even
-    while other candidates train in parallel threads.
+    Own generators (the sampler's and the loader's) keep the data order a
+    function of the seed alone and leave the global RNG untouched while other
+    candidates train in parallel threads.
     """
 
     def __init__(self, *args: Any, lengths: list[int] | None, sampler_seed: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._lengths = lengths
         self._sampler_seed = sampler_seed
+
+    def get_train_dataloader(self) -> Any:
+        loader = super().get_train_dataloader()
+        # Without a generator of its own, a DataLoader draws each epoch's worker base seed from the
+        # global RNG, in the middle of another thread's seeded adapter initialisation. accelerate
+        # wraps the loader; the torch one iterates.
+        getattr(loader, "base_dataloader", loader).generator = torch.Generator().manual_seed(self._sampler_seed)
+        return loader
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Sampler[int]:
         generator = torch.Generator().manual_seed(self._sampler_seed)

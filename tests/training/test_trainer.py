@@ -118,6 +118,20 @@ def test_same_seed_gives_identical_adapter_weights_also_in_parallel_threads(
     assert any(not torch.equal(tensor, different[name]) for name, tensor in _adapter_weights(tmp_path / "alone-3").items())
 
 
+@pytest.mark.parametrize("bucketed", [False, True])
+def test_training_draws_nothing_from_the_global_rng(tiny_student: Path, train_set: list, bucketed: bool) -> None:
+    """The cause behind the threaded test, without its timing: a draw from the global RNG during training
+    (the data loader's worker seed was one) lands inside another thread's seeded adapter initialisation."""
+    model, processor = load_adapted(tiny_student, None)
+    model.requires_grad_(False)
+    model.lm_head.requires_grad_(True)
+    settings = FitSettings(device="cpu", batch_size=8, epochs=2, learning_rate=1e-4, group_by_length=bucketed,
+                           progress=None, seed=7)
+    assert fit(model, processor, train_set, settings).steps == 6
+    assert torch.equal(torch.get_rng_state(), torch.Generator().manual_seed(7).get_state()), \
+        "only the Trainer's own set_seed (under the setup lock) may touch the global RNG"
+
+
 def test_bf16_base_keeps_the_adapter_in_fp32(tiny_student: Path, train_set: list, tmp_path: Path) -> None:
     config = TrainerConfig(epochs=1, batch_size=8, device="cpu", base_dtype="bfloat16", gradient_accumulation=2)
     info = train_candidate(tiny_student, "lora", train_set, tmp_path / "bf16-base", config, seed=0)
