@@ -20,13 +20,14 @@ from gaptune.agents.gap_profile import diagnosis_score, gap_profile, true_skill
 from gaptune.agents.judge import decide
 from gaptune.agents.llm.errors import TeacherError
 from gaptune.agents.retriever import merge_gaps, search_gap, split_budget
-from gaptune.data.records import Critique, Selection, SelectionItem, Usage, usage_totals
+from gaptune.data.records import Critique, Selection, Usage, usage_totals
 from gaptune.graph.plateau import best_candidate, plateau_update, stop_reason
 from gaptune.graph.resources import Resources
 from gaptune.graph.state import (
     CandidateResult,
     ChooseUpdate,
     ClassifyUpdate,
+    CritiqueCandidate,
     CritiqueTask,
     CritiqueUpdate,
     GapHits,
@@ -39,6 +40,7 @@ from gaptune.graph.state import (
     RoundRecord,
     SelectionUpdate,
     StartUpdate,
+    TeacherFault,
     TrainTask,
     TrainUpdate,
 )
@@ -102,12 +104,12 @@ def critique(task: CritiqueTask, runtime: Context) -> CritiqueUpdate:
     except TeacherError as error:
         res.trace.record(event_id, round_=round_, node="critique", agent=name, inputs={"case": case},
                          output={"fault": error.kind, "message": str(error)}, latency_s=time.perf_counter() - started)
-        return {"teacher_faults": [{"case": case, "critic": name, "kind": error.kind, "usage": error.usage.model_dump()}]}
+        return {"teacher_faults": [TeacherFault(case=case, critic=name, kind=error.kind, usage=error.usage)]}
     res.trace.record(event_id, round_=round_, node="critique", agent=name,
                      inputs={"case": case, "student_output": attempt.output}, output=result.model_dump(),
                      model=result.usage.model, latency_s=time.perf_counter() - started)
-    return {"critique_candidates": [{"critic": name, "critique": result.model_dump(),
-                                     "true_skill": true_skill(sample, result.wrong_step)}]}
+    return {"critique_candidates": [CritiqueCandidate(critic=name, critique=result,
+                                                      true_skill=true_skill(sample, result.wrong_step))]}
 
 
 def judge(state: LoopState, runtime: Context) -> JudgeUpdate:
@@ -118,7 +120,7 @@ def judge(state: LoopState, runtime: Context) -> JudgeUpdate:
     by_case: dict[str, list[Critique]] = defaultdict(list)
     truth: dict[tuple[str, str], str | None] = {}
     for entry in sorted(state.get("critique_candidates", []), key=lambda c: order.index(c["critic"])):
-        critique_ = Critique.model_validate(entry["critique"])
+        critique_ = entry["critique"]
         by_case[critique_.sample_id].append(critique_)
         truth[critique_.sample_id, critique_.teacher] = entry["true_skill"]
     kept: list[JudgedCritique] = []
@@ -131,9 +133,9 @@ def judge(state: LoopState, runtime: Context) -> JudgeUpdate:
                              inputs={"case": case, "candidates": [c.model_dump() for c in candidates]},
                              output={"chosen": decision.index, "teacher": pick.teacher, "reason": decision.reason},
                              model=decision.usage.model, latency_s=decision.usage.latency_s)
-        kept.append({"critique": pick.model_dump(), "judge_reason": decision.reason if decision else "single critic",
-                     "judge_usage": decision.usage.model_dump() if decision else {},
-                     "true_skill": truth.get((case, pick.teacher))})
+        kept.append(JudgedCritique(critique=pick, judge_reason=decision.reason if decision else "single critic",
+                                   judge_usage=decision.usage if decision else Usage(),
+                                   true_skill=truth.get((case, pick.teacher))))
     return {"critiques": kept}
 
 
@@ -141,11 +143,11 @@ def classify(state: LoopState, runtime: Context) -> ClassifyUpdate:
     """Map the critiques' free-text skills onto canonical gaps, score them against the truth, build the profile."""
     res = runtime.context
     round_ = state["round"]
-    critiques = [Critique.model_validate(c["critique"]) for c in state.get("critiques", [])]
+    critiques = [c["critique"] for c in state.get("critiques", [])]
     result = classify_gaps([c.missing_skill for c in critiques], res.skill_vocabulary,
                            embedding_model=res.config.retrieval.embedding_model)
     gap_of_skill = {m.text: m.label for m in result.mapping}
-    diagnosis = diagnosis_score([(c["critique"]["missing_skill"], c["true_skill"]) for c in state.get("critiques", [])],
+    diagnosis = diagnosis_score([(c["critique"].missing_skill, c["true_skill"]) for c in state.get("critiques", [])],
                                 gap_of_skill)
     attempts = res.probe_attempts(round_) if critiques else {}
     gaps, source = gap_profile(static=res.config.selection == "task-skills", query=res.config.retrieval.query,
@@ -178,14 +180,14 @@ def retrieve_gap(task: RetrieveTask, runtime: Context) -> RetrieveUpdate:
     """The retriever agent ranks pool samples for one gap, skipping samples already used."""
     res = runtime.context
     items = search_gap(res.index, task["gap"], task["quota"], task["used"], res.config.retrieval)
-    return {"gap_hits": [GapHits(gap=task["gap"], quota=task["quota"], items=[i.model_dump() for i in items])]}
+    return {"gap_hits": [GapHits(gap=task["gap"], quota=task["quota"], items=items)]}
 
 
 def merge_selection(state: LoopState, runtime: Context) -> SelectionUpdate:
     """The gaps' rankings into one selection (cross-gap dedupe and top-up happen in the retriever)."""
     res = runtime.context
     hits = state.get("gap_hits", [])
-    selection = merge_gaps(res.index, {h["gap"]: [SelectionItem.model_validate(i) for i in h["items"]] for h in hits},
+    selection = merge_gaps(res.index, {h["gap"]: h["items"] for h in hits},
                            {h["gap"]: h["quota"] for h in hits}, state["gaps"], state.get("used", []),
                            res.config.retrieval, strategy=f"{res.config.selection}/{res.config.retrieval.method}")
     return _record_selection(res, state, selection)
@@ -217,7 +219,7 @@ def _record_selection(res: Resources, state: LoopState, selection: Selection) ->
     gap_of_skill = state.get("gap_of_skill", {})
     cases_by_gap: dict[str, list[str]] = defaultdict(list)
     for kept in state.get("critiques", []):
-        cases_by_gap[gap_of_skill.get(kept["critique"]["missing_skill"], "")].append(kept["critique"]["sample_id"])
+        cases_by_gap[gap_of_skill.get(kept["critique"].missing_skill, "")].append(kept["critique"].sample_id)
     res.trace.record(f"r{round_}/select", round_=round_, node="select_data", agent="retriever",
                      inputs={"gaps": state.get("gaps", {}), "budget": selection.budget, "excluded": len(used),
                              "cases_by_gap": dict(cases_by_gap)},
@@ -266,9 +268,9 @@ def choose(state: LoopState, runtime: Context) -> ChooseUpdate:
     test = res.evaluate(best["adapter"], "test")
     res.save_attempts(res.run.attempts(round_, "test"), test.attempts)
     best_val, stale = plateau_update(state["best_val"], state["stale_rounds"], best["val_acc"], config.min_delta)
-    usages = [Usage.model_validate(c["critique"]["usage"]) for c in state.get("critique_candidates", [])]
-    usages += [Usage.model_validate(c["judge_usage"]) for c in state.get("critiques", [])]
-    usages += [Usage.model_validate(f["usage"]) for f in state.get("teacher_faults", [])]
+    usages = [c["critique"].usage for c in state.get("critique_candidates", [])]
+    usages += [c["judge_usage"] for c in state.get("critiques", [])]
+    usages += [f["usage"] for f in state.get("teacher_faults", [])]
     record = RoundRecord(round=round_, val_acc=best["val_acc"], test_acc=test.accuracy, train_size=best["train_size"],
                          gaps=state.get("gaps", {}), chosen=best["candidate"], why=why,
                          candidates={c["candidate"]: c["val_acc"] for c in state["candidates"]},

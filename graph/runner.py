@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from rich.console import Console
 
@@ -17,7 +18,7 @@ from gaptune.graph.build import build_graph
 from gaptune.graph.config import RunConfig, dump_config, load_config
 from gaptune.graph.resources import Resources
 from gaptune.graph.run_dir import RunDir
-from gaptune.graph.state import LoopState
+from gaptune.graph.state import CHECKPOINTED_RECORDS, LoopState
 
 THREAD = RunnableConfig(configurable={"thread_id": "gaptune"})
 
@@ -48,9 +49,14 @@ def _describe(node: str, update: dict[str, Any] | None) -> str:
     return ""
 
 
+def checkpointer(connection: sqlite3.Connection) -> SqliteSaver:
+    """The run's SQLite checkpointer, restoring the state's typed records (and refusing any other class)."""
+    return SqliteSaver(connection, serde=JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINTED_RECORDS))
+
+
 def _execute(res: Resources, graph_input: LoopState | None) -> dict[str, Any]:
     with closing(sqlite3.connect(res.run.checkpoints, check_same_thread=False)) as connection:
-        graph = build_graph(SqliteSaver(connection))
+        graph = build_graph(checkpointer(connection))
         stream_config = RunnableConfig(**THREAD, max_concurrency=res.config.max_concurrency, recursion_limit=10_000)
         for chunk in graph.stream(graph_input, stream_config, context=res, stream_mode="updates"):
             for node, update in chunk.items():
@@ -82,7 +88,7 @@ def resume(run_dir: str | Path, *, console: Console | None = None) -> dict[str, 
     res = Resources(config, run, console=console or Console())
     res.check_before_work()
     with closing(sqlite3.connect(run.checkpoints, check_same_thread=False)) as connection:
-        snapshot = build_graph(SqliteSaver(connection)).get_state(THREAD)
+        snapshot = build_graph(checkpointer(connection)).get_state(THREAD)
     if not snapshot.next and snapshot.values.get("stop_reason"):
         res.console.print(f"run already finished: {snapshot.values['stop_reason']}")
         return dict(snapshot.values)

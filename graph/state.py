@@ -2,7 +2,9 @@
 
 The state holds ids, paths and small records only, so checkpoints stay small;
 samples, models and teachers live in `Resources`, which nodes get from the
-runtime context. Lists written by parallel branches (`Send`) are per round:
+runtime context. The records are typed: the shared pydantic records
+(`Critique`, `Usage`, `SelectionItem`) are kept as themselves, and the
+checkpointer is told to restore exactly those (`CHECKPOINTED_RECORDS`). Lists written by parallel branches (`Send`) are per round:
 they accumulate with `operator.add`, and `probe` starts a round by replacing
 them with `Overwrite([])`.
 """
@@ -10,11 +12,15 @@ them with `Overwrite([])`.
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, NotRequired, TypedDict
+from typing import Annotated, NotRequired, TypedDict
 
 from langgraph.types import Overwrite
 
+from gaptune.data.records import Critique, SelectionItem, Usage
 from gaptune.training.config import CandidateKind
+
+# The pydantic records the state holds: the checkpointer restores these types and no others.
+CHECKPOINTED_RECORDS = [(record.__module__, record.__name__) for record in (Critique, SelectionItem, Usage)]
 
 # ---- records kept in the state ---------------------------------------------------------------
 
@@ -33,19 +39,19 @@ class RoundRecord(TypedDict):
 
 
 class CritiqueCandidate(TypedDict):
-    """One critic's verdict on one case (a `Critique` dump) and the blamed gold step's label, when known."""
+    """One critic's verdict on one case and the blamed gold step's label, when known."""
 
     critic: str
-    critique: dict[str, Any]
+    critique: Critique
     true_skill: str | None
 
 
 class JudgedCritique(TypedDict):
     """The verdict kept for a case, with the judge's reason and what judging cost."""
 
-    critique: dict[str, Any]
+    critique: Critique
     judge_reason: str
-    judge_usage: dict[str, Any]
+    judge_usage: Usage
     true_skill: str | None
 
 
@@ -55,15 +61,15 @@ class TeacherFault(TypedDict):
     case: str
     critic: str
     kind: str
-    usage: dict[str, Any]
+    usage: Usage
 
 
 class GapHits(TypedDict):
-    """One gap's ranked retrieval (`SelectionItem` dumps), before cross-gap dedupe."""
+    """One gap's ranked retrieval, before cross-gap dedupe."""
 
     gap: str
     quota: int
-    items: list[dict[str, Any]]
+    items: list[SelectionItem]
 
 
 class CandidateResult(TypedDict):

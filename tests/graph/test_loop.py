@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,9 +17,10 @@ import pytest
 from typer.testing import CliRunner
 
 from gaptune.data.errors import RunDirectoryError
+from gaptune.data.records import Critique, Selection, SelectionItem, Usage
 from gaptune.graph.cli import app
 from gaptune.graph.config import load_config
-from gaptune.graph.runner import resume, run
+from gaptune.graph.runner import checkpointer, resume, run
 from gaptune.graph.trace import read_trace
 
 pytestmark = pytest.mark.slow
@@ -128,3 +131,16 @@ def test_resume_after_kill_mid_round_reaches_the_same_result(
     picked = lambda d: [i["sample_id"] for e in read_trace(d / "trace.jsonl") if e["node"] == "select_data"  # noqa: E731
                         for i in e["output"]["items"]]
     assert picked(run_dir) == picked(finished_run)
+
+
+def test_checkpoints_restore_the_states_typed_records_and_no_other_class(caplog: pytest.LogCaptureFixture) -> None:
+    serde = checkpointer(sqlite3.connect(":memory:")).serde
+    records = {"critique": Critique(sample_id="a", teacher="t", method="m", wrong_step=1, missing_skill="counting",
+                                    usage=Usage(calls=2, faults={"timeout": 1})),
+               "items": [SelectionItem(sample_id="p", gap="counting", query="q", method="bm25", score=1.5, rank=1)]}
+    with caplog.at_level(logging.WARNING):
+        assert serde.loads_typed(serde.dumps_typed(records)) == records
+    assert not caplog.records, "the state's records are on the checkpointer's list"
+    with caplog.at_level(logging.WARNING):
+        restored = serde.loads_typed(serde.dumps_typed(Selection(strategy="s", budget=1, allocation={}, items=[])))
+    assert not isinstance(restored, Selection) and "Blocked" in caplog.text

@@ -16,7 +16,7 @@ from gaptune.graph.config import load_config
 from gaptune.graph.plateau import best_candidate
 from gaptune.graph.resources import Resources
 from gaptune.graph.run_dir import RunDir
-from gaptune.graph.state import CandidateResult, LoopState
+from gaptune.graph.state import CandidateResult, JudgedCritique, LoopState
 from gaptune.graph.trace import read_trace
 from gaptune.training.evaluate import Evaluation, Score
 
@@ -64,12 +64,12 @@ def test_critique_then_judge_keep_one_verdict_per_case_with_its_true_label(res: 
             update = nodes.critique({"round": 1, "case": attempt.sample_id, "critic": critic}, runtime)
             assert "teacher_faults" not in update
             candidates += update["critique_candidates"]
-    assert {c["critique"]["wrong_step"] for c in candidates} == {0}
+    assert {c["critique"].wrong_step for c in candidates} == {0}
     sample = res.probe_by_id[attempts[0].sample_id]
     assert candidates[0]["true_skill"] == (sample.steps or [])[0].skill
     state = LoopState(round=1, wrong_cases=[a.sample_id for a in attempts[:3]], critique_candidates=candidates)
     kept = nodes.judge(state, runtime)["critiques"]
-    assert [k["critique"]["sample_id"] for k in kept] == state["wrong_cases"]
+    assert [k["critique"].sample_id for k in kept] == state["wrong_cases"]
     # two critics, one case each: the voting judge decides and says why, in the trace too
     assert all("critics agree" in k["judge_reason"] for k in kept)
     judged = [e for e in read_trace(res.run.trace) if e["node"] == "judge"]
@@ -80,9 +80,10 @@ def test_classify_maps_skills_scores_diagnosis_and_the_static_arm_ignores_errors
     for selection, expected_source in (("error-driven", "errors"), ("task-skills", "target gold skills")):
         res = _resources(tmp_path / selection, cache_dir, f"selection={selection}")
         attempts = _wrong_attempts(res, 1)
-        critiques = [{"critique": Critique(sample_id=a.sample_id, teacher="t", method="m", wrong_step=0,
-                                           missing_skill="Counting.").model_dump(),
-                      "judge_reason": "single critic", "judge_usage": {}, "true_skill": "counting"} for a in attempts]
+        critiques = [JudgedCritique(critique=Critique(sample_id=a.sample_id, teacher="t", method="m", wrong_step=0,
+                                                      missing_skill="Counting."),
+                                    judge_reason="single critic", judge_usage=Usage(), true_skill="counting")
+                     for a in attempts]
         update = nodes.classify(LoopState(round=1, critiques=critiques), Runtime(context=res))
         assert update["gap_of_skill"] == {"Counting.": "counting"}
         assert update["diagnosis"] == {"matched": len(attempts), "total": len(attempts)}
@@ -105,12 +106,12 @@ def test_routing_has_no_side_effects_and_retrieval_dedupes_across_gaps(res: Reso
         hits += nodes.retrieve_gap(send.arg, Runtime(context=res))["gap_hits"]
     # make both gaps want the same sample: it must stay with the gap ranking it higher, once
     shared = hits[0]["items"][0]
-    hits[1]["items"].insert(0, {**shared, "gap": hits[1]["gap"], "rank": 5})
+    hits[1]["items"].insert(0, shared.model_copy(update={"gap": hits[1]["gap"], "rank": 5}))
     update = nodes.merge_selection(LoopState(**state, gap_hits=hits), Runtime(context=res))
     assert len(update["selected"]) == len(set(update["selected"])) == 20
     event = next(e for e in read_trace(res.run.trace) if e["node"] == "select_data")
     owner = {item["sample_id"]: item["gap"] for item in event["output"]["items"]}
-    assert owner[shared["sample_id"]] == hits[0]["gap"]
+    assert owner[shared.sample_id] == hits[0]["gap"]
     assert event["output"]["shortfall"] == {}
 
 
