@@ -43,12 +43,19 @@ def completion_body(content: str, model: str) -> dict[str, Any]:
     }
 
 
+class _Server(ThreadingHTTPServer):
+    # The stdlib's listen backlog is 5: with more clients connecting at once, the kernel drops
+    # the extra SYNs and the client retries after a second, which a 1 s teacher timeout counts
+    # as a timeout fault that no script injected.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class LocalServer:
     """A stdlib HTTP server on a free local port, serving `_handler()` from a thread while in a `with` block."""
 
     def __init__(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
