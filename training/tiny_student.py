@@ -156,7 +156,7 @@ def pretrain(model: LlavaForConditionalGeneration, processor: LlavaProcessor, co
 
 
 # Students shipped with gaptune, built by this recipe (named by its fingerprint): the
-# embedded default starts without a four-minute build. `gaptune world student
+# embedded default starts without a 14-minute build (2 CPU cores). `gaptune world student
 # --verify` rebuilds one from the recipe and compares.
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 

@@ -40,18 +40,18 @@ def test_pretraining_recipe_on_the_trainer_path(tmp_path: Path) -> None:
     config = TinyStudentConfig()
     settings = pretrain_settings(config, "cpu")
     args = training_arguments(settings, str(tmp_path))
-    assert (args.max_steps, args.per_device_train_batch_size, args.learning_rate) == (1500, 48, 5e-4)
+    assert (args.max_steps, args.per_device_train_batch_size, args.learning_rate) == (4500, 48, 5e-4)
     assert (args.weight_decay, args.max_grad_norm, args.save_strategy, args.report_to) == (0.01, 1.0, "no", [])
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=args.learning_rate)
-    schedule = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(1500),
-                             num_training_steps=1500, scheduler_specific_kwargs=args.lr_scheduler_kwargs)
+    schedule = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(4500),
+                             num_training_steps=4500, scheduler_specific_kwargs=args.lr_scheduler_kwargs)
     rates = [schedule.get_last_lr()[0]]
-    for _ in range(1500):
+    for _ in range(4500):
         optimizer.step()
         schedule.step()
         rates.append(schedule.get_last_lr()[0])
-    assert rates[75] == pytest.approx(5e-4) and max(rates) == pytest.approx(5e-4)
-    assert rates[1500] == pytest.approx(0.05 * 5e-4)
+    assert rates[225] == pytest.approx(5e-4) and max(rates) == pytest.approx(5e-4)
+    assert rates[4500] == pytest.approx(0.05 * 5e-4)
     assert TinyStudentConfig(device="cpu").fingerprint() == config.fingerprint()
 
 
