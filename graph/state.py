@@ -2,11 +2,12 @@
 
 The state holds ids, paths and small records only, so checkpoints stay small;
 samples, models and teachers live in `Resources`, which nodes get from the
-runtime context. The records are typed: the shared pydantic records
-(`Critique`, `Usage`, `SelectionItem`) are kept as themselves, and the
-checkpointer is told to restore exactly those (`CHECKPOINTED_RECORDS`). Lists written by parallel branches (`Send`) are per round:
-they accumulate with `operator.add`, and `probe` starts a round by replacing
-them with `Overwrite([])`.
+runtime context. The shared pydantic records (`Critique`, `Usage`,
+`SelectionItem`) are kept as themselves, not as dumps, and the checkpointer
+restores exactly those classes (`CHECKPOINTED_RECORDS`). Lists written by
+parallel branches (`Send`) are per round: they accumulate with
+`operator.add`, and `probe` starts a round by replacing them with
+`Overwrite([])`.
 """
 
 from __future__ import annotations
