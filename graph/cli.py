@@ -309,21 +309,21 @@ def data_check(file: Annotated[str, typer.Argument(help="a LLaVA JSON/JSONL file
     with_steps = [s for s in samples if s.steps]
     skills = Counter(step.skill for s in with_steps for step in s.steps or [])
     skills.update(skill for s in samples for skill in s.skills)
-    console.print(f"{file}: {len(samples)} samples; {len(with_steps)} with gold rationale steps "
+    typer.echo(f"{file}: {len(samples)} samples; {len(with_steps)} with gold rationale steps "
                   f"({sum(len(s.steps or []) for s in with_steps)} steps); {sum(bool(s.images) for s in samples)} "
                   f"with images; {sum(bool(s.choices) for s in samples)} multiple-choice")
     if skills:
-        console.print("skills: " + ", ".join(f"{name} {count}" for name, count in skills.most_common()))
+        typer.echo("skills: " + ", ".join(f"{name} {count}" for name, count in skills.most_common()))
     if samples:
         first = samples[0]
-        console.print(f"first sample: id {first.id!r}, question {first.question!r}, answer {first.answer!r}, "
+        typer.echo(f"first sample: id {first.id!r}, question {first.question!r}, answer {first.answer!r}, "
                       f"{len(first.steps or [])} steps")
     for note in result.notes:
-        console.print(f"[yellow]note: {note}[/]")
+        typer.secho(f"note: {note}", fg="yellow")
     for problem in result.problems[:shown]:
-        console.print(f"[red]skip[/] {problem.describe()}")
+        typer.echo(f"skip {problem.describe()}")
     if result.skipped > shown:
-        console.print(f"... and {result.skipped - shown} more")
+        typer.echo(f"... and {result.skipped - shown} more")
     if result.skipped:
         raise UserError(f"{file}: {result.skipped} rows or duplicate ids would be skipped in a pool, and stop a run "
                         "as a task split (listed above)")

@@ -200,6 +200,8 @@ def cell_overrides(spec: EfficiencySpec, out: Path, cell: Cell) -> list[str]:
         f"task.world={spec.task}", f"task.draw={cell.seed}", f"seed={cell.seed}",
         f"student.tiny.mix={spec.students[cell.student]}", f"student.tiny.seed={cell.seed}",
         f"pool.size={spec.pool_size}", "max_rounds=1", "mining=all",
+        # an arm is measured by its round's adapter, even when it is worse on val than the base student
+        "replace_adapter=always",
         f"round_budget={cell.budget}", f"budget={cell.budget}",
         *spec.overrides, *_arm_overrides(spec, out, cell),
     ]
