@@ -20,6 +20,8 @@ from rich.console import Console
 from gaptune.agents.critics import Critic, build_critics
 from gaptune.agents.judge import Judge, build_judge
 from gaptune.agents.llm.http_client import Limiter, request_limiter
+from gaptune.agents.selectors.protocol import Selector
+from gaptune.agents.selectors.registry import build_selector
 from gaptune.data.atomic import write_text_atomic
 from gaptune.data.attempt import Attempt
 from gaptune.data.errors import ConfigError
@@ -80,6 +82,11 @@ class Resources:
     _probe_attempts: tuple[int, dict[str, Attempt]] | None = None
 
     @cached_property
+    def selector(self) -> Selector:
+        """The run's selection strategy (its name and options were checked when the config was read)."""
+        return build_selector(self.config.selection, self.config.selector_options)
+
+    @cached_property
     def trace(self) -> Trace:
         return Trace(self.run.trace)
 
@@ -133,19 +140,6 @@ class Resources:
         else:
             raise ConfigError("selection: ceiling needs task.ceiling, a file of true target-task samples")
         return {s.id: s for s in samples}
-
-    @cached_property
-    def fixed_ids(self) -> list[str]:
-        """The pool ids a `fixed` selection trains on, in file order; unknown ids are an error naming the file."""
-        path = Path(self.config.selection_ids or "")
-        try:
-            ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-        except FileNotFoundError as error:
-            raise ConfigError(f"selection_ids: {path} does not exist") from error
-        unknown = [sample_id for sample_id in ids if sample_id not in self.pool]
-        if unknown:
-            raise ConfigError(f"selection_ids: {len(unknown)} ids of {path} are not in the pool (e.g. {unknown[0]!r})")
-        return ids
 
     def training_sample(self, sample_id: str) -> Sample:
         """A selected sample: from the pool, or for the ceiling arm from the target task."""
@@ -209,11 +203,24 @@ class Resources:
                            embedding_model=self.config.retrieval.embedding_model, limiter=self.teacher_limiter)
 
     def check_before_work(self) -> None:
-        """Refuse, before any work, what would fail later: a device this machine lacks, a teacher the data cannot feed."""
+        """Refuse, before any work, what would fail later: a device this machine lacks, a teacher or a selection
+        strategy the data cannot feed."""
         resolve_device(self.config.trainer.device)
         if self.config.student.path is None:
             resolve_device(self.config.student.tiny.device)
         self.check_teacher_fits_data()
+        self.check_selector_fits_data()
+
+    def check_selector_fits_data(self) -> None:
+        """A strategy that reads gold rationale steps (task-skills) is refused on a task without them."""
+        if not self.selector.needs.gold_steps:
+            return
+        missing = [s.id for s in self.splits["probe"] if not s.steps]
+        if missing:
+            raise ConfigError(
+                f"selection {self.config.selection!r} reads the target's gold rationale steps, but {len(missing)} "
+                f"probe samples have none (e.g. {missing[0]!r}); choose another selection"
+            )
 
     def check_teacher_fits_data(self) -> None:
         """The reference and reader teachers read gold rationale steps: refuse a task without them before any work."""
