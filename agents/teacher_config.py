@@ -1,9 +1,10 @@
 """The `teacher:` block of a run config: which model plays which teacher role.
 
 Swapping a teacher is changing one backend block. Roles are separate so a cheap
-model can annotate the pool while a strong one critiques. The defaults
-reproduce the LLM-free behaviour: one `reference` critic, agreement voting, no
-annotator (pool skills come from the data or from gold rationale steps).
+model can annotate the pool while a strong one critiques. The defaults need no
+LLM: one label-blind `reader` critic (it reads the student's step texts),
+agreement voting, no annotator (pool skills come from the data or from gold
+rationale steps).
 """
 
 from __future__ import annotations
@@ -137,10 +138,12 @@ class TeacherConfig(BaseModel):
                         "has vision: true, which answer-switch does not use (set vision: false or method: prompt)"
                     )
         if self.method == "reference":
-            llm = [c for c in self.critics if not isinstance(c, GoldStepBackends)]
+            llm = [c for c in [*self.critics, *([self.fallback] if self.fallback else [])]
+                   if not isinstance(c, GoldStepBackends)]
             if llm:
                 raise ValueError(
-                    "teacher.method is 'reference' but teacher.critics has LLM backends "
-                    f"({', '.join(c.backend for c in llm)}): set method to 'prompt' or 'answer-switch'"
+                    "teacher.method is 'reference' but teacher.critics or teacher.fallback has LLM backends "
+                    f"({', '.join(c.backend for c in llm)}), which cannot compare with gold steps: "
+                    "set method to 'prompt' or 'answer-switch'"
                 )
         return self
