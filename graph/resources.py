@@ -9,18 +9,19 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from gaptune.agents.critics import Critic, build_critics
 from gaptune.agents.judge import Judge, build_judge
 from gaptune.agents.llm.http_client import Limiter, request_limiter
-from gaptune.agents.selectors.protocol import Selector
+from gaptune.agents.selectors.protocol import GradientFeatures, Selector
 from gaptune.agents.selectors.registry import build_selector
 from gaptune.data.atomic import write_text_atomic
 from gaptune.data.attempt import Attempt
@@ -37,6 +38,7 @@ from gaptune.tools.pool_index import FORMAT_VERSION as INDEX_FORMAT
 from gaptune.tools.pool_index import PoolIndex, index_pool
 from gaptune.training.evaluate import Evaluation, evaluate, score
 from gaptune.training.fit import resolve_device
+from gaptune.training.gradient_datastore import Datastore, DatastoreSettings, open_or_build
 from gaptune.training.in_context import pick_demonstrations
 from gaptune.training.lora_trainer import load_adapted, read_adapter_info
 from gaptune.training.served import ServedStudent
@@ -80,6 +82,7 @@ class Resources:
     _attempts_lock: threading.Lock = field(default_factory=threading.Lock)
     _loaded: tuple[str | None, Any, Any] | None = None
     _probe_attempts: tuple[int, dict[str, Attempt]] | None = None
+    _datastore: Datastore | None = None
 
     @cached_property
     def selector(self) -> Selector:
@@ -212,7 +215,10 @@ class Resources:
         self.check_selector_fits_data()
 
     def check_selector_fits_data(self) -> None:
-        """A strategy that reads gold rationale steps (task-skills) is refused on a task without them."""
+        """A strategy that reads gold rationale steps (task-skills) is refused on a task without them; a gradient
+        datastore's settings are checked."""
+        if self.selector.needs.datastore:
+            self._datastore_settings(self.config.selector_options.get("datastore", {}))
         if not self.selector.needs.gold_steps:
             return
         missing = [s.id for s in self.splits["probe"] if not s.steps]
@@ -233,6 +239,27 @@ class Resources:
                 f"the {gold_readers[0]} teacher needs gold rationale steps, but {len(missing)} probe samples have none "
                 f"(e.g. {missing[0]!r}); configure an LLM critic in teacher.critics (see docs/teachers.md)"
             )
+
+    def _datastore_settings(self, options: Mapping[str, Any]) -> DatastoreSettings:
+        try:
+            return DatastoreSettings.model_validate(dict(options))
+        except ValidationError as error:
+            problems = "; ".join(f"selector_options.datastore.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                                 for e in error.errors())
+            raise ConfigError(f"selection {self.config.selection!r}: {problems}") from None
+
+    def gradient_features(self, targets: Sequence[Sample], options: Mapping[str, Any]) -> GradientFeatures:
+        """The gradient datastore of the base student over the whole pool (built on first use, cached), and the
+        targets' features from its warm-up model."""
+        settings = self._datastore_settings(options)
+        device = resolve_device(self.config.trainer.device)
+        if self._datastore is None:
+            self.console.print(f"gradient datastore: {len(self.pool)} pool samples (built once, then cached)")
+            self._datastore = open_or_build(self.cache_dir / "gradient-datastore", self.student_path,
+                                            list(self.pool.values()), settings, device=device)
+        store = self._datastore
+        return GradientFeatures(pool_ids=store.pool_ids, pool=store.features, target_ids=[s.id for s in targets],
+                                targets=store.target_features(self.student_path, targets, settings, device=device))
 
     @cached_property
     def served_student(self) -> ServedStudent | None:

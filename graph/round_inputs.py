@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from gaptune.agents.retriever import RetrievalConfig
+from gaptune.agents.selectors.protocol import GradientFeatures
 from gaptune.data.sample import Sample
 from gaptune.graph.resources import Resources
 from gaptune.graph.state import LoopState
@@ -69,3 +71,5 @@ class StateRoundInputs:
     def ceiling_ids(self) -> Sequence[str]:
         return list(self._res.ceiling_samples)
 
+    def gradient_features(self, targets: Sequence[Sample], datastore: Mapping[str, Any]) -> GradientFeatures:
+        return self._res.gradient_features(targets, datastore)

@@ -2,8 +2,9 @@
 
 A strategy declares its needs instead of being recognised by name: the loop
 stops a round without errors only for a strategy that reads errors, refuses
-a task without gold steps before any work only for one that reads them, and
-keeps going on an empty selection only for one that wants no pool data. Two shapes:
+a task without gold steps before any work only for one that reads them,
+builds the gradient datastore only for one that asks for it, and keeps going
+on an empty selection only for one that wants no pool data. Two shapes:
 a `GapSelector` turns the round's evidence into a gap profile, which the
 graph retrieves per gap in parallel branches (budget split, dedupe, top-up
 in the retriever); a `PoolSelector` picks pool ids itself in one step.
@@ -15,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from gaptune.agents.retriever import Query, RetrievalConfig
@@ -34,6 +36,9 @@ class Needs:
     errors: bool = False
     # The target's gold rationale steps: a probe split without them is refused before any work.
     gold_steps: bool = False
+    # Per-sample gradient features of the pool (built once per student, pool and warm-up, cached);
+    # its settings, `selector_options.datastore`, are checked before any work.
+    datastore: bool = False
     # False for an arm that trains on the probe alone: its empty selection is no reason to stop.
     pool_data: bool = True
 
@@ -44,6 +49,16 @@ class SelectorSetup:
 
     world_task: bool
     ceiling_file: str | None
+
+
+@dataclass(frozen=True)
+class GradientFeatures:
+    """Projected per-sample gradients: the pool's (Adam-preconditioned) and the targets' (plain), rows in id order."""
+
+    pool_ids: list[str]
+    pool: np.ndarray
+    target_ids: list[str]
+    targets: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -83,6 +98,9 @@ class RoundInputs(Protocol):
         ...
     @property
     def ceiling_ids(self) -> Sequence[str]: ...
+    def gradient_features(self, targets: Sequence[Sample], datastore: Mapping[str, Any]) -> GradientFeatures:
+        """The pool's datastore features and those of `targets` (datastore: the warm-up's settings)."""
+        ...
 
 
 @runtime_checkable

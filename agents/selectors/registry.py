@@ -14,6 +14,7 @@ from gaptune.agents.selectors.ceiling import Ceiling
 from gaptune.agents.selectors.error_driven import ErrorDriven
 from gaptune.agents.selectors.fixed import Fixed
 from gaptune.agents.selectors.full_pool import FullPool
+from gaptune.agents.selectors.gradient import Gradient
 from gaptune.agents.selectors.knn import Knn
 from gaptune.agents.selectors.probe_only import ProbeOnly
 from gaptune.agents.selectors.protocol import Selector
@@ -29,6 +30,7 @@ SELECTORS: dict[str, Callable[[Mapping[str, Any]], Selector]] = {
     "ceiling": Ceiling,
     "fixed": Fixed,
     "knn": Knn,
+    "gradient": Gradient,
 }
 
 
