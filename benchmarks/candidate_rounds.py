@@ -44,6 +44,7 @@ print(json.dumps({"train_s": max(e["time"] for e in train) - start, "total_s": t
 
 def _unpack(rev: str, into: Path) -> Path:
     """The tree at `rev` as an importable `gaptune` package under `into`."""
+    into.mkdir(parents=True)
     archive = into / "before.tar"
     with archive.open("wb") as handle:
         subprocess.run(["git", "-C", str(ROOT), "archive", rev], stdout=handle, check=True)
