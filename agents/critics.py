@@ -126,8 +126,8 @@ def _critic(config: BackendConfig, name: str, teacher: TeacherConfig, analyst: S
     if isinstance(config, ReaderBackend):
         return StepReaderTeacher(name, locate=config.locate)
     backend = build_backend(config, cache_dir=cache_dir, cache=teacher.cache, limiter=limiter)
-    method = "prompt" if teacher.method == "reference" else teacher.method
-    return LLMCritic(name, backend, method=method, analyst=analyst,
+    # teacher.method 'reference' with an LLM critic or fallback is refused when the config is read.
+    return LLMCritic(name, backend, method=teacher.method, analyst=analyst,
                      delta=teacher.answer_switch_delta, lam=teacher.answer_switch_lambda)
 
 

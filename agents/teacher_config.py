@@ -145,11 +145,13 @@ class TeacherConfig(BaseModel):
                         "has vision: true, which answer-switch does not use (set vision: false or method: prompt)"
                     )
         if self.method == "reference":
-            llm = [c for c in self.critics if not isinstance(c, GoldStepBackends)]
+            llm = [c for c in [*self.critics, *([self.fallback] if self.fallback else [])]
+                   if not isinstance(c, GoldStepBackends)]
             if llm:
                 raise ValueError(
-                    "teacher.method is 'reference' but teacher.critics has LLM backends "
-                    f"({', '.join(c.backend for c in llm)}): set method to 'prompt' or 'answer-switch'"
+                    "teacher.method is 'reference' but teacher.critics or teacher.fallback has LLM backends "
+                    f"({', '.join(c.backend for c in llm)}), which cannot compare with gold steps: "
+                    "set method to 'prompt' or 'answer-switch'"
                 )
         return self
 

@@ -1,4 +1,4 @@
-"""The `gaptune` command line: run, resume, trace, report, eval, world and pool commands.
+"""The `gaptune` command line: run, resume, trace, report, eval, and the world, pool and bench commands.
 
 Every command runs inside one error handler (`_Commands.invoke`): an error the
 user can fix (a `UserError`, and the few library errors that mean the same,

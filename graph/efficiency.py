@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from rich.console import Console
 
+from gaptune.agents.selectors.registry import SELECTORS
 from gaptune.data.atomic import write_text_atomic
 from gaptune.data.errors import ConfigError
 from gaptune.data.sample import Sample
@@ -41,21 +42,17 @@ from gaptune.graph.run_dir import RunDir
 from gaptune.graph.statistics import mean_std, paired_bootstrap
 from gaptune.training.config import MixName
 
-# Each arm is a set of config overrides on top of the cell's own; `swap` and
-# `no-template` get their inputs from the spec (see `_arm_overrides`).
+# Each arm is a set of config overrides on top of the cell's own: every selection strategy of the
+# registry is an arm of its own name, and these variants are arms too; `swap` and `no-template`
+# get their inputs from the spec (see `_arm_overrides`).
 ARMS: dict[str, list[str]] = {
-    "probe-only": ["selection=probe-only"],
-    "random": ["selection=random"],
-    "task-skills": ["selection=task-skills"],
-    "error-driven": ["selection=error-driven"],
+    **{name: [f"selection={name}"] for name in SELECTORS},
     "oracle": ["selection=error-driven", "teacher.critics=[{backend: reference}]"],
     "random-step": ["selection=error-driven", "teacher.critics=[{backend: reader, locate: random}]"],
     "step-query": ["selection=error-driven", "retrieval.query=step-text"],
     "task-steps": ["selection=task-skills", "retrieval.query=step-text"],
     "swap": ["selection=fixed"],
     "no-template": ["selection=error-driven"],
-    "full": ["selection=full"],
-    "ceiling": ["selection=ceiling"],
 }
 REFERENCE_ARM = "error-driven"
 
@@ -183,7 +180,7 @@ def _arm_overrides(spec: EfficiencySpec, out: Path, cell: Cell) -> list[str]:
             raise RuntimeError(f"swap {cell.key} needs {donor} to have finished first")
         ids_file = _run_dir(out, cell) / "selection_ids.txt"
         write_text_atomic(ids_file, "\n".join(json.loads(metrics.read_text())["used"]) + "\n")
-        overrides.append(f"selection_ids={ids_file}")
+        overrides.append(f"selector_options.ids={ids_file}")
     if cell.arm == "no-template":
         overrides.append(f"pool.exclude_families=[{TEMPLATE_FAMILY[spec.task]}]")
     if cell.arm == "full":

@@ -15,15 +15,17 @@ from collections import defaultdict
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send
 
-from gaptune.agents.baselines import fixed_selection, full_selection, random_selection
-from gaptune.agents.gap_profile import diagnosis_score, gap_profile, true_skill
+from gaptune.agents.gap_profile import diagnosis_score, true_skill
 from gaptune.agents.judge import decide
 from gaptune.agents.llm.errors import TeacherError
 from gaptune.agents.retriever import merge_gaps, search_gap, split_budget
+from gaptune.agents.selectors.error_driven import error_profile
+from gaptune.agents.selectors.protocol import GapEvidence, GapSelector, PoolSelector
 from gaptune.agents.teacher_health import CaseFault, check_round
 from gaptune.data.records import Critique, Selection, Usage, usage_totals
 from gaptune.graph.plateau import best_candidate, plateau_update, replaces_incumbent, stop_reason
 from gaptune.graph.resources import Resources
+from gaptune.graph.round_inputs import StateRoundInputs, round_budget
 from gaptune.graph.state import (
     CandidateResult,
     ChooseUpdate,
@@ -42,7 +44,6 @@ from gaptune.graph.state import (
     SelectionUpdate,
     StartUpdate,
     TeacherFault,
-    TrainTask,
     TrainUpdate,
 )
 from gaptune.tools.classify_gaps import classify_gaps
@@ -79,7 +80,7 @@ def probe(state: LoopState, runtime: Context) -> ProbeUpdate:
     update = ProbeUpdate(round=round_, wrong_cases=wrong, critics=list(res.critics), critique_candidates=Overwrite([]),
                          teacher_faults=Overwrite([]), gap_hits=Overwrite([]), candidates=Overwrite([]),
                          critiques=[], gaps={}, diagnosis={}, selected=[])
-    if not wrong and res.config.selection == "error-driven":
+    if not wrong and res.selector.needs.errors:
         update["stop_reason"] = "no errors left on the probe split"
     return update
 
@@ -172,9 +173,10 @@ def classify(state: LoopState, runtime: Context) -> ClassifyUpdate:
     diagnosis = diagnosis_score([(c["critique"].missing_skill, c["true_skill"]) for c in state.get("critiques", [])],
                                 gap_of_skill)
     attempts = res.probe_attempts(round_) if critiques else {}
-    gaps, source = gap_profile(static=res.config.selection == "task-skills", query=res.config.retrieval.query,
-                               error_gaps=result.counts, target=res.splits["probe"],
-                               wrong_steps=[(attempts[c.sample_id], c.wrong_step) for c in critiques])
+    evidence = GapEvidence(query=res.config.retrieval.query, error_gaps=result.counts, target=res.splits["probe"],
+                           wrong_steps=[(attempts[c.sample_id], c.wrong_step) for c in critiques])
+    selector = res.selector
+    gaps, source = selector.gap_profile(evidence) if isinstance(selector, GapSelector) else error_profile(evidence)
     res.trace.record(f"r{round_}/classify", round_=round_, node="classify_gaps", agent="teacher",
                      inputs={"critiques": [c.sample_id for c in critiques]},
                      output={"gaps": gaps, "source": source, "mapping": [m.model_dump() for m in result.mapping],
@@ -182,16 +184,12 @@ def classify(state: LoopState, runtime: Context) -> ClassifyUpdate:
     return {"gaps": gaps, "gap_of_skill": gap_of_skill, "diagnosis": diagnosis}
 
 
-def _round_budget(res: Resources, state: LoopState) -> int:
-    return min(res.config.round_budget, max(0, res.config.budget - len(state.get("used", []))))
-
-
 def route_selection(state: LoopState, runtime: Context) -> list[Send] | str:
-    """Retrieving arms: one retrieval branch per gap with its share of the budget; other arms select in one step."""
+    """Gap selectors: one retrieval branch per gap with its share of the budget; pool selectors select in one step."""
     res = runtime.context
-    if res.config.selection not in ("error-driven", "task-skills") or not state.get("gaps"):
+    if not isinstance(res.selector, GapSelector) or not state.get("gaps"):
         return "select_data"
-    allocation = split_budget(state["gaps"], _round_budget(res, state))
+    allocation = split_budget(state["gaps"], round_budget(res, state))
     if not allocation:
         return "select_data"
     return [Send("retrieve_gap", RetrieveTask(round=state["round"], gap=gap, quota=quota, errors=state["gaps"][gap],
@@ -216,22 +214,14 @@ def merge_selection(state: LoopState, runtime: Context) -> SelectionUpdate:
 
 
 def select_data(state: LoopState, runtime: Context) -> SelectionUpdate:
-    """Arms that do not retrieve per gap (random, full, ceiling, fixed, probe-only), or an empty selection."""
+    """Pool selectors (random, full, ceiling, fixed, probe-only, ...) in one step; a gap selector without gaps
+    selects nothing."""
     res = runtime.context
-    round_, config = state["round"], res.config
-    used = state.get("used", [])
-    budget = _round_budget(res, state)
-    if config.selection == "random":
-        selection = random_selection(list(res.pool), budget, used, seed=config.seed * 1000 + round_)
-    elif config.selection == "full":
-        selection = full_selection(list(res.pool), used)
-    elif config.selection == "ceiling":
-        selection = fixed_selection(list(res.ceiling_samples), budget, used, strategy="ceiling")
-    elif config.selection == "fixed":
-        selection = fixed_selection(res.fixed_ids, budget, used, strategy="fixed")
+    selector = res.selector
+    if isinstance(selector, PoolSelector):
+        selection = selector.select(StateRoundInputs(res, state))
     else:
-        selection = Selection(strategy=config.selection, budget=0 if config.selection == "probe-only" else budget,
-                              allocation={}, items=[])
+        selection = Selection(strategy=selector.name, budget=round_budget(res, state), allocation={}, items=[])
     return _record_selection(res, state, selection)
 
 
@@ -248,38 +238,43 @@ def _record_selection(res: Resources, state: LoopState, selection: Selection) ->
                      output={"strategy": selection.strategy, "allocation": selection.allocation,
                              "shortfall": selection.shortfall, "items": [i.model_dump() for i in selection.items]})
     update = SelectionUpdate(selected=selection.sample_ids, used=[*used, *selection.sample_ids])
-    if not selection.items and res.config.selection != "probe-only":
+    if not selection.items and res.selector.needs.pool_data:
         update["stop_reason"] = "nothing new to train on: no gap found, or the pool has no unused sample for it"
     return update
 
 
-def route_candidates(state: LoopState, runtime: Context) -> list[Send] | str:
-    """One training branch per candidate adapter kind: they compete on validation accuracy."""
-    if state.get("stop_reason"):
-        return "finish"
-    return [Send("train", TrainTask(round=state["round"], candidate=kind, used=state["used"],
-                                    previous=state.get("current_adapter")))
-            for kind in runtime.context.config.trainer.candidates]
+def route_training(state: LoopState) -> str:
+    """Train when the selection left something to train on; else the run is over."""
+    return "finish" if state.get("stop_reason") else "train"
 
 
-def train(task: TrainTask, runtime: Context) -> TrainUpdate:
-    """Train one candidate adapter on every pool sample used so far plus the probe's training part; validate it."""
+def train(state: LoopState, runtime: Context) -> TrainUpdate:
+    """Train each candidate adapter kind, one after another, on every pool sample used so far plus the probe's
+    training part; validate each.
+
+    One after another in this process: candidates share nothing (no global RNG
+    draw, no accelerate state, no lock), and on a CPU two at once only split
+    the same cores (benchmarks/candidate_rounds.py).
+    """
     res = runtime.context
-    round_, kind = task["round"], task["candidate"]
-    train_set = [res.training_sample(sample_id) for sample_id in task["used"]] + res.probe_training_set
-    adapter = res.run.adapter(round_, kind)
-    started = time.perf_counter()
-    info = train_candidate(res.student_path, kind, train_set, adapter, res.config.trainer,
-                           previous=task["previous"], seed=res.config.seed * 1000 + round_)
-    val = res.evaluate(str(adapter), "val")
-    res.save_attempts(res.run.attempts(round_, "val", kind), val.attempts)
-    result = CandidateResult(candidate=kind, adapter=str(adapter), val_acc=val.accuracy, train_size=len(train_set),
-                             steps=info.steps, final_loss=info.final_loss)
-    res.trace.record(f"r{round_}/train/{kind}", round_=round_, node="train", agent="trainer",
-                     inputs={"candidate": kind, "previous": task["previous"], "train_size": len(train_set),
-                             "pool_samples": len(task["used"])},
-                     output=result, latency_s=time.perf_counter() - started)
-    return {"candidates": [result]}
+    round_, used, previous = state["round"], state["used"], state.get("current_adapter")
+    train_set = [res.training_sample(sample_id) for sample_id in used] + res.probe_training_set
+    results = []
+    for kind in res.config.trainer.candidates:
+        adapter = res.run.adapter(round_, kind)
+        started = time.perf_counter()
+        info = train_candidate(res.student_path, kind, train_set, adapter, res.config.trainer,
+                               previous=previous, seed=res.config.seed * 1000 + round_)
+        val = res.evaluate(str(adapter), "val")
+        res.save_attempts(res.run.attempts(round_, "val", kind), val.attempts)
+        result = CandidateResult(candidate=kind, adapter=str(adapter), val_acc=val.accuracy, train_size=len(train_set),
+                                 steps=info.steps, final_loss=info.final_loss)
+        res.trace.record(f"r{round_}/train/{kind}", round_=round_, node="train", agent="trainer",
+                         inputs={"candidate": kind, "previous": previous, "train_size": len(train_set),
+                                 "pool_samples": len(used)},
+                         output=result, latency_s=time.perf_counter() - started)
+        results.append(result)
+    return {"candidates": results}
 
 
 def choose(state: LoopState, runtime: Context) -> ChooseUpdate:
@@ -309,7 +304,8 @@ def choose(state: LoopState, runtime: Context) -> ChooseUpdate:
                          teacher_usage=usage_totals(usages, failed_cases=len(state.get("teacher_faults", []))),
                          diagnosis=state.get("diagnosis", {}))
     reason = stop_reason(round_=round_, max_rounds=config.max_rounds, stale_rounds=stale, patience=config.patience,
-                         used=len(state.get("used", [])), budget=config.budget, selection=config.selection)
+                         used=len(state.get("used", [])), budget=config.budget,
+                         selector_stop=res.selector.stop_after_round())
     res.trace.record(f"r{round_}/choose", round_=round_, node="choose", agent="selector",
                      inputs={"candidates": [c["candidate"] for c in state["candidates"]],
                              "incumbent_val_acc": incumbent["val_acc"]},

@@ -9,18 +9,21 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from gaptune.agents.critics import Critic, build_critics
 from gaptune.agents.judge import Judge, build_judge
 from gaptune.agents.llm.http_client import Limiter, request_limiter
 from gaptune.agents.llm.server_check import check_server
+from gaptune.agents.selectors.protocol import GradientFeatures, Selector
+from gaptune.agents.selectors.registry import build_selector
 from gaptune.agents.teacher_config import http_teachers
 from gaptune.agents.teacher_health import FailFast
 from gaptune.data.atomic import write_text_atomic
@@ -38,6 +41,7 @@ from gaptune.tools.pool_index import FORMAT_VERSION as INDEX_FORMAT
 from gaptune.tools.pool_index import PoolIndex, index_pool
 from gaptune.training.evaluate import Evaluation, evaluate, score
 from gaptune.training.fit import resolve_device
+from gaptune.training.gradient_datastore import Datastore, DatastoreSettings, open_or_build
 from gaptune.training.in_context import pick_demonstrations
 from gaptune.training.lora_trainer import load_adapted, read_adapter_info
 from gaptune.training.served import ServedStudent
@@ -75,6 +79,12 @@ class Resources:
     # Per config key (task.probe, pool.path, ...): what loading the user's file skipped and noted.
     data_files: dict[str, dict[str, Any]] = field(default_factory=dict)
     _probe_attempts: tuple[int, dict[str, Attempt]] | None = None
+    _datastore: Datastore | None = None
+
+    @cached_property
+    def selector(self) -> Selector:
+        """The run's selection strategy (its name and options were checked when the config was read)."""
+        return build_selector(self.config.selection, self.config.selector_options)
 
     @cached_property
     def trace(self) -> Trace:
@@ -164,19 +174,6 @@ class Resources:
             raise ConfigError("selection: ceiling needs task.ceiling, a file of true target-task samples")
         return {s.id: s for s in samples}
 
-    @cached_property
-    def fixed_ids(self) -> list[str]:
-        """The pool ids a `fixed` selection trains on, in file order; unknown ids are an error naming the file."""
-        path = Path(self.config.selection_ids or "")
-        try:
-            ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-        except FileNotFoundError as error:
-            raise ConfigError(f"selection_ids: {path} does not exist") from error
-        unknown = [sample_id for sample_id in ids if sample_id not in self.pool]
-        if unknown:
-            raise ConfigError(f"selection_ids: {len(unknown)} ids of {path} are not in the pool (e.g. {unknown[0]!r})")
-        return ids
-
     def training_sample(self, sample_id: str) -> Sample:
         """A selected sample: from the pool, or for the ceiling arm from the target task."""
         return self.pool[sample_id] if sample_id in self.pool else self.ceiling_samples[sample_id]
@@ -240,7 +237,8 @@ class Resources:
 
     def check_before_work(self) -> None:
         """Refuse, before any work, what would fail later and needs no model to find: a file that is not there,
-        a device this machine lacks, a teacher without its key or server, a teacher the data cannot feed."""
+        a device this machine lacks, a teacher without its key or server, a teacher or a selection strategy the
+        data cannot feed."""
         self.check_files_exist()
         resolve_device(self.config.trainer.device)
         if self.config.student.path is None:
@@ -250,6 +248,21 @@ class Resources:
                 if role != "teacher.annotator":  # the annotator works in `gaptune pool annotate`, not in a run
                     check_server(backend, role=role)
         self.check_teacher_fits_data()
+        self.check_selector_fits_data()
+
+    def check_selector_fits_data(self) -> None:
+        """A strategy that reads gold rationale steps (task-skills) is refused on a task without them; a gradient
+        datastore's settings are checked."""
+        if self.selector.needs.datastore:
+            self._datastore_settings(self.config.selector_options.get("datastore", {}))
+        if not self.selector.needs.gold_steps:
+            return
+        missing = [s.id for s in self.splits["probe"] if not s.steps]
+        if missing:
+            raise ConfigError(
+                f"selection {self.config.selection!r} reads the target's gold rationale steps, but {len(missing)} "
+                f"probe samples have none (e.g. {missing[0]!r}); choose another selection"
+            )
 
     def check_files_exist(self) -> None:
         """Every path the config names, by its key."""
@@ -257,7 +270,7 @@ class Resources:
         paths = {"task.probe": config.task.probe, "task.val": config.task.val, "task.test": config.task.test,
                  "task.ceiling": config.task.ceiling, "task.image_root": config.task.image_root,
                  "pool.path": config.pool.path, "pool.image_root": config.pool.image_root,
-                 "student.path": config.student.path, "selection_ids": config.selection_ids}
+                 "student.path": config.student.path, "selector_options.ids": config.selector_options.get("ids")}
         for key, path in paths.items():
             if path is not None and "://" not in path and not Path(path).exists():
                 raise ConfigError(f"{key}: {path} does not exist")
@@ -275,6 +288,27 @@ class Resources:
                 f"(e.g. {missing[0]!r}){notes}; add them as docs/data.md shows, or configure an LLM critic in "
                 "teacher.critics (see docs/teachers.md)"
             )
+
+    def _datastore_settings(self, options: Mapping[str, Any]) -> DatastoreSettings:
+        try:
+            return DatastoreSettings.model_validate(dict(options))
+        except ValidationError as error:
+            problems = "; ".join(f"selector_options.datastore.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                                 for e in error.errors())
+            raise ConfigError(f"selection {self.config.selection!r}: {problems}") from None
+
+    def gradient_features(self, targets: Sequence[Sample], options: Mapping[str, Any]) -> GradientFeatures:
+        """The gradient datastore of the base student over the whole pool (built on first use, cached), and the
+        targets' features from its warm-up model."""
+        settings = self._datastore_settings(options)
+        device = resolve_device(self.config.trainer.device)
+        if self._datastore is None:
+            self.console.print(f"gradient datastore: {len(self.pool)} pool samples (built once, then cached)")
+            self._datastore = open_or_build(self.cache_dir / "gradient-datastore", self.student_path,
+                                            list(self.pool.values()), settings, device=device)
+        store = self._datastore
+        return GradientFeatures(pool_ids=store.pool_ids, pool=store.features, target_ids=[s.id for s in targets],
+                                targets=store.target_features(self.student_path, targets, settings, device=device))
 
     @cached_property
     def served_student(self) -> ServedStudent | None:

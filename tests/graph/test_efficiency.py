@@ -15,8 +15,6 @@ from gaptune.graph.config import load_config
 from gaptune.graph.efficiency import Cell, EfficiencySpec, cell_overrides, plan
 from gaptune.graph.trace import read_trace
 
-pytestmark = pytest.mark.slow
-
 
 def test_plan_runs_swaps_after_both_students_error_driven_runs() -> None:
     spec = EfficiencySpec(arms=["swap", "random", "error-driven"], first_seed_arms=["oracle"], extra_budgets=[100],
@@ -46,6 +44,7 @@ def test_spec_errors_name_the_field(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "must include 'error-driven'" in result.output
 
 
+@pytest.mark.slow
 def test_ci_sized_table_is_written_and_a_rerun_skips_finished_runs(tmp_path: Path, cache_dir: Path,
                                                                    tiny_student: Path) -> None:
     spec = {
