@@ -79,6 +79,7 @@ class WorldTeacherCritic:
 
     def __init__(self, name: str, scorer: WorldScorer, *, delta: float, lam: int) -> None:
         self.name = name
+        self.where = f"world teacher {scorer.model_name!r} in-process"
         self.scorer = scorer
         self.delta = delta
         self.lam = lam
