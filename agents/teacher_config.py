@@ -90,14 +90,30 @@ class HFBackend(BaseModel):
     price_out_per_1m: float | None = Field(default=None, ge=0)
 
 
-BackendConfig = Annotated[ReferenceBackend | ReaderBackend | OpenAIBackend | HFBackend, Field(discriminator="backend")]
+class WorldBackend(BaseModel):
+    """An image-text model of the task's world (a save_pretrained directory) as an answer-switch critic.
+
+    It always locates by answer-switch, whatever `teacher.method` says, and reads
+    only the gold answer: see `agents/world_teacher.py`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["world"] = "world"
+    name: str | None = None
+    model: str = Field(min_length=1, description="a save_pretrained directory of an image-text-to-text model")
+    device: str = "cpu"
+
+
+BackendConfig = Annotated[ReferenceBackend | ReaderBackend | OpenAIBackend | HFBackend | WorldBackend,
+                          Field(discriminator="backend")]
 GoldStepBackends = (ReferenceBackend, ReaderBackend)
 LLMBackendConfig = Annotated[OpenAIBackend | HFBackend, Field(discriminator="backend")]
 AnnotatorConfig = Annotated[ReferenceBackend | OpenAIBackend | HFBackend, Field(discriminator="backend")]
 """The reader has no annotator role: it reads step texts, never the skills a sample teaches."""
 
 
-def _default_critic() -> ReferenceBackend | ReaderBackend | OpenAIBackend | HFBackend:
+def _default_critic() -> ReferenceBackend | ReaderBackend | OpenAIBackend | HFBackend | WorldBackend:
     # The reader, not the reference: the reference reads the gold steps' skill
     # labels, which makes diagnosis an identity map onto the pool's vocabulary.
     return ReaderBackend()
@@ -146,7 +162,7 @@ class TeacherConfig(BaseModel):
                     )
         if self.method == "reference":
             llm = [c for c in [*self.critics, *([self.fallback] if self.fallback else [])]
-                   if not isinstance(c, GoldStepBackends)]
+                   if not isinstance(c, (*GoldStepBackends, WorldBackend))]
             if llm:
                 raise ValueError(
                     "teacher.method is 'reference' but teacher.critics or teacher.fallback has LLM backends "

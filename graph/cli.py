@@ -437,5 +437,20 @@ def bench_efficiency(spec: Annotated[Path | None, typer.Argument(help="bench spe
     console.print(f"{len(rows)} runs in the table; this invocation took {wall:.0f} s; see {out}")
 
 
+@bench_app.command("pilot")
+def bench_pilot(spec: Annotated[Path, typer.Argument(help="the pre-registered crossover spec YAML")],
+                out: Annotated[Path, typer.Option(help="where the pilot's report goes")],
+                set_: SetOpt = []) -> None:  # noqa: B006
+    """Build each base student of a crossover spec and check the spec's go-criteria on the target's probe split."""
+    from gaptune.graph.pilot import load_crossover_spec, run_pilot
+
+    resolved = load_crossover_spec(spec)
+    started = time.perf_counter()
+    criteria = run_pilot(resolved, out, console=console, extra=set_)
+    console.print((out / "pilot.md").read_text())
+    console.print(f"pilot took {time.perf_counter() - started:.0f} s; see {out}")
+    raise typer.Exit(0 if all(c.held for c in criteria) else 1)
+
+
 if __name__ == "__main__":
     app()

@@ -36,7 +36,7 @@ from gaptune.data.atomic import write_text_atomic
 from gaptune.data.errors import ConfigError
 from gaptune.data.sample import Sample
 from gaptune.data.world.families import POOL_FAMILIES
-from gaptune.data.world.world import TASKS, world_sample
+from gaptune.data.world.world import POOL_NAMESPACES, TASKS, world_sample
 from gaptune.graph.config import load_config
 from gaptune.graph.run_dir import RunDir
 from gaptune.graph.statistics import mean_std, paired_bootstrap
@@ -63,6 +63,7 @@ TEMPLATE_FAMILY = {
     "relative-position": "relation-at",
     "colour-count": "count-colour",
     "changed-relation": "relation-at",
+    "big-colour-count": "count-colour",
 }
 
 
@@ -270,9 +271,9 @@ def collect(spec: EfficiencySpec, out: Path) -> list[Finished]:
 
 
 def _selected_sample(sample_id: str, world_seed: int) -> Sample | None:
-    """A world pool sample from its id (pool-NNNNNN); None for the ceiling's target samples."""
+    """A world pool sample from its id (pool-NNNNNN, pool.v2-NNNNNN); None for the ceiling's target samples."""
     prefix, _, index = sample_id.rpartition("-")
-    return world_sample(world_seed, "pool", int(index)) if prefix == "pool" else None
+    return world_sample(world_seed, prefix, int(index)) if prefix in POOL_NAMESPACES.values() else None
 
 
 def composition(used: Sequence[str], world_seed: int = 0) -> tuple[Counter[str], Counter[str]]:

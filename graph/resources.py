@@ -32,7 +32,7 @@ from gaptune.data.errors import ConfigError
 from gaptune.data.loaders import DuplicateIds, load_samples
 from gaptune.data.sample import Sample
 from gaptune.data.world.families import SKILL_DESCRIPTIONS
-from gaptune.data.world.world import CEILING_START, DRAW_STRIDE, task_split
+from gaptune.data.world.world import CEILING_START, DRAW_STRIDE, TASK_VERSIONS, task_split
 from gaptune.data.world.world import pool as world_pool
 from gaptune.graph.config import RunConfig
 from gaptune.graph.run_dir import RunDir
@@ -54,9 +54,9 @@ def _in_mining_part(sample_id: str, fraction: float) -> bool:
 
 
 @lru_cache(maxsize=2)
-def _world_pool(seed: int, size: int, excluded: tuple[str, ...]) -> dict[str, Sample]:
+def _world_pool(seed: int, size: int, excluded: tuple[str, ...], version: str) -> dict[str, Sample]:
     """The world's pool, built once per process: runs in a row (`gaptune bench`) share it, read-only."""
-    return {s.id: s for s in world_pool(seed, size, excluded)}
+    return {s.id: s for s in world_pool(seed, size, excluded, version=version)}
 
 
 def _file_identity(path: str | None) -> list[int] | None:
@@ -179,10 +179,15 @@ class Resources:
         return self.pool[sample_id] if sample_id in self.pool else self.ceiling_samples[sample_id]
 
     @cached_property
+    def world_version(self) -> str:
+        """The world whose pool a world pool is drawn from: the target task's (the first world for file tasks)."""
+        return TASK_VERSIONS[self.config.task.world] if self.config.task.world else "v1"
+
+    @cached_property
     def pool(self) -> dict[str, Sample]:
         excluded = set(self.config.pool.exclude_families)
         if self.config.pool.path is None:
-            return _world_pool(self.config.world_seed, self.config.pool.size, tuple(sorted(excluded)))
+            return _world_pool(self.config.world_seed, self.config.pool.size, tuple(sorted(excluded)), self.world_version)
         samples = self._load_file("pool.path", self.config.pool.path, image_root=self.config.pool.image_root,
                                   strict=self.config.pool.strict, duplicate_ids=self.config.pool.duplicate_ids)
         return {s.id: s for s in samples if s.task not in excluded}
@@ -203,7 +208,8 @@ class Resources:
     def _opened_index(self) -> PoolIndex:
         fingerprint = hashlib.sha256(
             json.dumps([INDEX_FORMAT, self.config.pool.model_dump(), self.config.world_seed,
-                        self.config.retrieval.embedding_model, _file_identity(self.config.pool.path)]).encode()
+                        self.config.retrieval.embedding_model, _file_identity(self.config.pool.path),
+                        self.world_version]).encode()
         ).hexdigest()[:12]
         index_dir = self.cache_dir / "pool-index" / fingerprint
         chroma = self.config.retrieval.chroma
