@@ -102,7 +102,7 @@ def test_a_sample_chain_ends_with_its_effect_on_the_round_it_entered() -> None:
     assert [(c.candidate, c.train_size, c.val_acc, c.chosen) for c in effect.candidates] == [
         ("lora", 6, 0.6, True), ("connector", 6, 0.55, False)]
     assert (effect.round, effect.chosen, effect.val_before, effect.val_after) == (1, "lora", 0.5, 0.6)
-    assert effect.also_trained_in == [2]
+    assert effect.also_trained_in == [2] and effect.finished
 
 
 def test_the_single_answered_critique_is_the_case_behind_a_gap_when_the_other_critic_gave_up() -> None:
@@ -116,6 +116,7 @@ def test_a_sample_of_an_unfinished_round_has_candidates_but_no_choice_yet() -> N
     assert effect is not None
     assert [(c.candidate, c.train_size, c.chosen) for c in effect.candidates] == [("lora", 7, False)]
     assert (effect.chosen, effect.val_before, effect.val_after, effect.also_trained_in) == (None, 0.6, None, [])
+    assert not effect.finished
     assert "has not chosen an adapter yet" in _text(render_sample("p3", [selection]))
 
 
@@ -208,7 +209,8 @@ def test_json_views_have_stable_keys() -> None:
     dumped = selection.model_dump(mode="json")
     assert list(dumped) == ["round", "strategy", "sample_id", "gap", "gap_errors", "query", "method", "score", "rank",
                             "cases", "effect"]
-    assert list(dumped["effect"]) == ["round", "candidates", "chosen", "val_before", "val_after", "also_trained_in"]
+    assert list(dumped["effect"]) == ["round", "candidates", "finished", "chosen", "val_before", "val_after",
+                                      "also_trained_in"]
     assert list(dumped["effect"]["candidates"][0]) == ["candidate", "train_size", "val_acc", "chosen"]
     assert list(explain_case(EVENTS, "c1")[0].model_dump()["critiques"][0]) == [
         "teacher", "model", "method", "wrong_step", "missing_skill", "explanation", "gap", "fault", "kept"]
