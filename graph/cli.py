@@ -192,6 +192,7 @@ def trace(run_dir: Path,
     """
     from gaptune.graph import explain
     from gaptune.graph import trace as views
+    from gaptune.graph.metrics import read_metrics
 
     asked = [name for name, value in (("--sample", sample), ("--case", case), ("--round", round_)) if value is not None]
     if len(asked) > 1:
@@ -219,7 +220,7 @@ def trace(run_dir: Path,
         explained = explain.explain_round(events, round_)
         payload, view = explained.model_dump(mode="json"), views.render_round(explained)
     else:
-        metrics = json.loads(run.metrics.read_text()) if run.metrics.exists() else None
+        metrics = read_metrics(run.metrics) if run.metrics.exists() else None
         overview = explain.explain_run(events, metrics)
         payload, view = overview.model_dump(mode="json"), views.render_run(overview)
     if as_json:
@@ -236,20 +237,21 @@ def _no_answer(message: str) -> NoReturn:
 @app.command()
 def report(run_dir: Path) -> None:
     """Rewrite report.md and its plots from metrics.json, and print the round table."""
+    from gaptune.graph.metrics import read_metrics
     from gaptune.graph.report import write_report
 
     run = _run_directory(run_dir)
     if not run.metrics.exists():
         raise RunDirectoryError(f"{run_dir}: no metrics.json: the run has not finished "
                                 f"(continue it with `gaptune resume {run_dir}`)")
-    metrics = json.loads(run.metrics.read_text())
+    metrics = read_metrics(run.metrics)
     write_report(run, metrics)
-    table = Table(title=f"{metrics['task']} · {metrics['selection']} · {metrics['stop_reason']}")
+    table = Table(title=f"{metrics.task} · {metrics.selection} · {metrics.stop_reason}")
     for column in ("round", "val", "test", "train size", "gaps"):
         table.add_column(column)
-    for r in metrics["rounds"]:
-        table.add_row(str(r["round"]), f"{r['val_acc']:.3f}", f"{r['test_acc']:.3f}", str(r["train_size"]),
-                      ", ".join(f"{g} {n}" for g, n in r["gaps"].items()))
+    for r in metrics.rounds:
+        table.add_row(str(r.round), f"{r.val_acc:.3f}", f"{r.test_acc:.3f}", str(r.train_size),
+                      ", ".join(f"{g} {n}" for g, n in r.gaps.items()))
     console.print(table)
     console.print(f"report: {run.report}")
 

@@ -38,6 +38,7 @@ from gaptune.data.sample import Sample
 from gaptune.data.world.families import POOL_FAMILIES
 from gaptune.data.world.world import POOL_NAMESPACES, TASKS, world_sample
 from gaptune.graph.config import load_config
+from gaptune.graph.metrics import read_metrics
 from gaptune.graph.run_dir import RunDir
 from gaptune.graph.statistics import mean_std, paired_bootstrap
 from gaptune.training.config import MixName
@@ -180,7 +181,7 @@ def _arm_overrides(spec: EfficiencySpec, out: Path, cell: Cell) -> list[str]:
         if not metrics.exists():
             raise RuntimeError(f"swap {cell.key} needs {donor} to have finished first")
         ids_file = _run_dir(out, cell) / "selection_ids.txt"
-        write_text_atomic(ids_file, "\n".join(json.loads(metrics.read_text())["used"]) + "\n")
+        write_text_atomic(ids_file, "\n".join(read_metrics(metrics).used) + "\n")
         overrides.append(f"selector_options.ids={ids_file}")
     if cell.arm == "no-template":
         overrides.append(f"pool.exclude_families=[{TEMPLATE_FAMILY[spec.task]}]")
@@ -256,14 +257,14 @@ def collect(spec: EfficiencySpec, out: Path) -> list[Finished]:
         run = RunDir(_run_dir(out, cell))
         if not run.metrics.exists():
             continue
-        metrics = json.loads(run.metrics.read_text())
-        rounds = metrics["rounds"]
-        last = rounds[-1]["round"]
+        metrics = read_metrics(run.metrics)
+        base, final = metrics.rounds[0], metrics.last
         wall = run.root / "wall_s.txt"
+        last = final.round
         finished.append(Finished(
-            cell=cell, base_test=rounds[0]["test_acc"], test=rounds[-1]["test_acc"], val=rounds[-1]["val_acc"],
-            stop_reason=metrics["stop_reason"] or "", used=metrics.get("used", []),
-            gaps=rounds[-1]["gaps"] if last else {}, diagnosis=rounds[-1].get("diagnosis") or {},
+            cell=cell, base_test=base.test_acc, test=final.test_acc, val=final.val_acc,
+            stop_reason=metrics.stop_reason or "", used=metrics.used,
+            gaps=final.gaps if last else {}, diagnosis=final.diagnosis,
             test_correct=_correct(run.attempts(last, "test")), base_correct=_correct(run.attempts(0, "test")),
             wall_s=float(wall.read_text()) if wall.exists() else None,
         ))

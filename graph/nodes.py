@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from typing import Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send
@@ -23,6 +24,7 @@ from gaptune.agents.selectors.error_driven import error_profile
 from gaptune.agents.selectors.protocol import GapEvidence, GapSelector, PoolSelector
 from gaptune.agents.teacher_health import CaseFault, check_round
 from gaptune.data.records import Critique, Selection, Usage, usage_totals
+from gaptune.graph import events as ev
 from gaptune.graph.plateau import best_candidate, plateau_update, replaces_incumbent, stop_reason
 from gaptune.graph.resources import Resources
 from gaptune.graph.round_inputs import StateRoundInputs, round_budget
@@ -61,8 +63,9 @@ def start(state: LoopState, runtime: Context) -> StartUpdate:
     res.save_attempts(res.run.attempts(0, "test"), test.attempts)
     record = RoundRecord(round=0, val_acc=val.accuracy, test_acc=test.accuracy, train_size=0, gaps={},
                          chosen=None, why="base student", candidates={}, teacher_usage={}, diagnosis={})
-    res.trace.record("r0/start", round_=0, node="start", agent="evaluator", inputs={"student": str(res.student_path)},
-                     output={"val_acc": val.accuracy, "test_acc": test.accuracy})
+    res.trace.record(ev.StartEvent(event_id="r0/start", round=0, agent="evaluator",
+                                   inputs=ev.StartInputs(student=str(res.student_path)),
+                                   output=ev.Scores(val_acc=val.accuracy, test_acc=test.accuracy)))
     return {"round": 0, "history": [record], "best_val": val.accuracy, "stale_rounds": 0, "used": [],
             "current_adapter": None, "stop_reason": None}
 
@@ -74,9 +77,10 @@ def probe(state: LoopState, runtime: Context) -> ProbeUpdate:
     evaluation = res.evaluate(state.get("current_adapter"), "probe", res.mining_set)
     res.save_attempts(res.run.attempts(round_, "probe"), evaluation.attempts)
     wrong = [a.sample_id for a in evaluation.attempts if not a.correct]
-    res.trace.record(f"r{round_}/probe", round_=round_, node="probe", agent="evaluator",
-                     inputs={"adapter": state.get("current_adapter"), "samples": len(evaluation.attempts)},
-                     output={"accuracy": evaluation.accuracy, "wrong_cases": wrong})
+    res.trace.record(ev.ProbeEvent(
+        event_id=f"r{round_}/probe", round=round_, agent="evaluator",
+        inputs=ev.ProbeInputs(adapter=state.get("current_adapter"), samples=len(evaluation.attempts)),
+        output=ev.ProbeOutput(accuracy=evaluation.accuracy, wrong_cases=wrong)))
     update = ProbeUpdate(round=round_, wrong_cases=wrong, critics=list(res.critics), critique_candidates=Overwrite([]),
                          teacher_faults=Overwrite([]), gap_hits=Overwrite([]), candidates=Overwrite([]),
                          critiques=[], gaps={}, diagnosis={}, selected=[])
@@ -118,14 +122,17 @@ def critique(task: CritiqueTask, runtime: Context) -> CritiqueUpdate:
     except TeacherError as error:
         if blocked is None:
             res.fail_fast.record(round_, name, error)
-        res.trace.record(event_id, round_=round_, node="critique", agent=name, inputs={"case": case},
-                         output={"fault": error.kind, "message": str(error)}, latency_s=time.perf_counter() - started)
+        res.trace.record(ev.CritiqueFaultEvent(event_id=event_id, round=round_, agent=name,
+                                               inputs=ev.CaseInput(case=case),
+                                               output=ev.Fault(fault=error.kind, message=str(error)),
+                                               latency_s=time.perf_counter() - started))
         return {"teacher_faults": [TeacherFault(case=case, critic=name, kind=error.kind, message=str(error),
                                                 usage=error.usage)]}
     res.fail_fast.record(round_, name, None)
-    res.trace.record(event_id, round_=round_, node="critique", agent=name,
-                     inputs={"case": case, "student_output": attempt.output}, output=result.model_dump(),
-                     model=result.usage.model, latency_s=time.perf_counter() - started)
+    res.trace.record(ev.CritiqueEvent(event_id=event_id, round=round_, agent=name,
+                                      inputs=ev.CritiqueInputs(case=case, student_output=attempt.output),
+                                      output=result, model=result.usage.model,
+                                      latency_s=time.perf_counter() - started))
     return {"critique_candidates": [CritiqueCandidate(critic=name, critique=result,
                                                       true_skill=true_skill(sample, result.wrong_step))]}
 
@@ -152,10 +159,11 @@ def judge(state: LoopState, runtime: Context) -> JudgeUpdate:
         decision = decide(res.judge, res.probe_by_id[case], res.probe_attempts(round_)[case], candidates)
         pick = candidates[decision.index if decision else 0]
         if decision is not None:
-            res.trace.record(f"r{round_}/judge/{case}", round_=round_, node="judge", agent=res.judge.name,
-                             inputs={"case": case, "candidates": [c.model_dump() for c in candidates]},
-                             output={"chosen": decision.index, "teacher": pick.teacher, "reason": decision.reason},
-                             model=decision.usage.model, latency_s=decision.usage.latency_s)
+            res.trace.record(ev.JudgeEvent(
+                event_id=f"r{round_}/judge/{case}", round=round_, agent=res.judge.name,
+                inputs=ev.JudgeInputs(case=case, candidates=candidates),
+                output=ev.JudgeOutput(chosen=decision.index, teacher=pick.teacher, reason=decision.reason),
+                model=decision.usage.model, latency_s=decision.usage.latency_s))
         kept.append(JudgedCritique(critique=pick, judge_reason=decision.reason if decision else "single critic",
                                    judge_usage=decision.usage if decision else Usage(),
                                    true_skill=truth.get((case, pick.teacher))))
@@ -177,10 +185,10 @@ def classify(state: LoopState, runtime: Context) -> ClassifyUpdate:
                            wrong_steps=[(attempts[c.sample_id], c.wrong_step) for c in critiques])
     selector = res.selector
     gaps, source = selector.gap_profile(evidence) if isinstance(selector, GapSelector) else error_profile(evidence)
-    res.trace.record(f"r{round_}/classify", round_=round_, node="classify_gaps", agent="teacher",
-                     inputs={"critiques": [c.sample_id for c in critiques]},
-                     output={"gaps": gaps, "source": source, "mapping": [m.model_dump() for m in result.mapping],
-                             "diagnosis": diagnosis})
+    res.trace.record(ev.ClassifyEvent(
+        event_id=f"r{round_}/classify", round=round_, agent="teacher",
+        inputs=ev.ClassifyInputs(critiques=[c.sample_id for c in critiques]),
+        output=ev.ClassifyOutput(gaps=gaps, source=source, mapping=result.mapping, diagnosis=diagnosis)))
     return {"gaps": gaps, "gap_of_skill": gap_of_skill, "diagnosis": diagnosis}
 
 
@@ -210,7 +218,7 @@ def merge_selection(state: LoopState, runtime: Context) -> SelectionUpdate:
     selection = merge_gaps(res.index, {h["gap"]: h["items"] for h in hits},
                            {h["gap"]: h["quota"] for h in hits}, state["gaps"], state.get("used", []),
                            res.config.retrieval, strategy=f"{res.config.selection}/{res.config.retrieval.method}")
-    return _record_selection(res, state, selection)
+    return _record_selection(res, state, selection, node="merge_selection")
 
 
 def select_data(state: LoopState, runtime: Context) -> SelectionUpdate:
@@ -222,21 +230,23 @@ def select_data(state: LoopState, runtime: Context) -> SelectionUpdate:
         selection = selector.select(StateRoundInputs(res, state))
     else:
         selection = Selection(strategy=selector.name, budget=round_budget(res, state), allocation={}, items=[])
-    return _record_selection(res, state, selection)
+    return _record_selection(res, state, selection, node="select_data")
 
 
-def _record_selection(res: Resources, state: LoopState, selection: Selection) -> SelectionUpdate:
+def _record_selection(res: Resources, state: LoopState, selection: Selection,
+                      *, node: Literal["merge_selection", "select_data"]) -> SelectionUpdate:
     """Trace every chosen sample with the gap, query, score and rank that chose it, and the cases behind the gap."""
     round_, used = state["round"], state.get("used", [])
     gap_of_skill = state.get("gap_of_skill", {})
     cases_by_gap: dict[str, list[str]] = defaultdict(list)
     for kept in state.get("critiques", []):
         cases_by_gap[gap_of_skill.get(kept["critique"].missing_skill, "")].append(kept["critique"].sample_id)
-    res.trace.record(f"r{round_}/select", round_=round_, node="select_data", agent="retriever",
-                     inputs={"gaps": state.get("gaps", {}), "budget": selection.budget, "excluded": len(used),
-                             "cases_by_gap": dict(cases_by_gap)},
-                     output={"strategy": selection.strategy, "allocation": selection.allocation,
-                             "shortfall": selection.shortfall, "items": [i.model_dump() for i in selection.items]})
+    res.trace.record(ev.SelectEvent(
+        event_id=f"r{round_}/select", round=round_, node=node, agent="retriever",
+        inputs=ev.SelectInputs(gaps=state.get("gaps", {}), budget=selection.budget, excluded=len(used),
+                               cases_by_gap=dict(cases_by_gap)),
+        output=ev.SelectOutput(strategy=selection.strategy, allocation=selection.allocation,
+                               shortfall=selection.shortfall, items=selection.items)))
     update = SelectionUpdate(selected=selection.sample_ids, used=[*used, *selection.sample_ids])
     if not selection.items and res.selector.needs.pool_data:
         update["stop_reason"] = "nothing new to train on: no gap found, or the pool has no unused sample for it"
@@ -269,10 +279,10 @@ def train(state: LoopState, runtime: Context) -> TrainUpdate:
         res.save_attempts(res.run.attempts(round_, "val", kind), val.attempts)
         result = CandidateResult(candidate=kind, adapter=str(adapter), val_acc=val.accuracy, train_size=len(train_set),
                                  steps=info.steps, final_loss=info.final_loss)
-        res.trace.record(f"r{round_}/train/{kind}", round_=round_, node="train", agent="trainer",
-                         inputs={"candidate": kind, "previous": previous, "train_size": len(train_set),
-                                 "pool_samples": len(used)},
-                         output=result, latency_s=time.perf_counter() - started)
+        res.trace.record(ev.TrainEvent(
+            event_id=f"r{round_}/train/{kind}", round=round_, agent="trainer",
+            inputs=ev.TrainInputs(candidate=kind, previous=previous, train_size=len(train_set), pool_samples=len(used)),
+            output=ev.TrainOutput.model_validate(result), latency_s=time.perf_counter() - started))
         results.append(result)
     return {"candidates": results}
 
@@ -306,11 +316,12 @@ def choose(state: LoopState, runtime: Context) -> ChooseUpdate:
     reason = stop_reason(round_=round_, max_rounds=config.max_rounds, stale_rounds=stale, patience=config.patience,
                          used=len(state.get("used", [])), budget=config.budget,
                          selector_stop=res.selector.stop_after_round())
-    res.trace.record(f"r{round_}/choose", round_=round_, node="choose", agent="selector",
-                     inputs={"candidates": [c["candidate"] for c in state["candidates"]],
-                             "incumbent_val_acc": incumbent["val_acc"]},
-                     output={"chosen": record["chosen"], "why": why, "val_acc": val_acc, "test_acc": test_acc,
-                             "stop_reason": reason})
+    res.trace.record(ev.ChooseEvent(
+        event_id=f"r{round_}/choose", round=round_, agent="selector",
+        inputs=ev.ChooseInputs(candidates=[c["candidate"] for c in state["candidates"]],
+                               incumbent_val_acc=incumbent["val_acc"]),
+        output=ev.ChooseOutput(chosen=record["chosen"], why=why, val_acc=val_acc, test_acc=test_acc,
+                               stop_reason=reason)))
     return {"history": [*state["history"], record], "current_adapter": adapter, "best_val": best_val,
             "stale_rounds": stale, "stop_reason": reason}
 

@@ -35,6 +35,7 @@ from gaptune.data.world.families import SKILL_DESCRIPTIONS
 from gaptune.data.world.world import CEILING_START, DRAW_STRIDE, TASK_VERSIONS, task_split
 from gaptune.data.world.world import pool as world_pool
 from gaptune.graph.config import RunConfig
+from gaptune.graph.events import LoadEvent, LoadInputs, LoadOutput
 from gaptune.graph.run_dir import RunDir
 from gaptune.graph.trace import Trace
 from gaptune.tools.pool_index import FORMAT_VERSION as INDEX_FORMAT
@@ -107,9 +108,9 @@ class Resources:
         self.data_files[key] = result.summary()
         if result.skipped:
             self.console.print(f"[yellow]{key}: skipped {result.skipped} bad rows or duplicate ids of {path}[/]")
-            self.trace.record(f"load/{key}", round_=0, node="load_data", agent="loader", inputs={"path": path},
-                              output={"skipped": result.skipped,
-                                      "problems": [p.describe() for p in result.problems[:50]]})
+            self.trace.record(LoadEvent(event_id=f"load/{key}", round=0, agent="loader", inputs=LoadInputs(path=path),
+                                        output=LoadOutput(skipped=result.skipped,
+                                                          problems=[p.describe() for p in result.problems[:50]])))
         for note in result.notes:
             self.console.print(f"[yellow]note: {note}[/]")
         return result.samples

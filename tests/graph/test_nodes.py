@@ -14,6 +14,7 @@ from gaptune.data.records import Critique, Usage, usage_totals
 from gaptune.data.sample import format_reasoning
 from gaptune.graph import nodes
 from gaptune.graph.config import load_config
+from gaptune.graph.events import ClassifyEvent, JudgeEvent, SelectEvent
 from gaptune.graph.plateau import best_candidate
 from gaptune.graph.resources import Resources
 from gaptune.graph.run_dir import RunDir
@@ -78,8 +79,8 @@ def test_critique_then_judge_keep_one_verdict_per_case_with_its_true_label(res: 
     assert [k["critique"].sample_id for k in kept] == state["wrong_cases"]
     # two critics, one case each: the voting judge decides and says why, in the trace too
     assert all("critics agree" in k["judge_reason"] for k in kept)
-    judged = [e for e in read_trace(res.run.trace) if e["node"] == "judge"]
-    assert len(judged) == 3 and judged[0]["output"]["chosen"] in (0, 1)
+    judged = [e for e in read_trace(res.run.trace) if isinstance(e, JudgeEvent)]
+    assert len(judged) == 3 and judged[0].output.chosen in (0, 1)
 
 
 def test_classify_maps_skills_scores_diagnosis_and_the_static_arm_ignores_errors(tmp_path: Path, cache_dir: Path) -> None:
@@ -93,8 +94,8 @@ def test_classify_maps_skills_scores_diagnosis_and_the_static_arm_ignores_errors
         update = nodes.classify(LoopState(round=1, critiques=critiques), Runtime(context=res))
         assert update["gap_of_skill"] == {"Counting.": "counting"}
         assert update["diagnosis"] == {"matched": len(attempts), "total": len(attempts)}
-        event = next(e for e in read_trace(res.run.trace) if e["node"] == "classify_gaps")
-        assert event["output"]["source"].startswith(expected_source)
+        event = next(e for e in read_trace(res.run.trace) if isinstance(e, ClassifyEvent))
+        assert event.node == "classify" and event.output.source.startswith(expected_source)
         if selection == "error-driven":
             assert update["gaps"] == {"counting": len(attempts)}
         else:
@@ -115,10 +116,10 @@ def test_routing_has_no_side_effects_and_retrieval_dedupes_across_gaps(res: Reso
     hits[1]["items"].insert(0, shared.model_copy(update={"gap": hits[1]["gap"], "rank": 5}))
     update = nodes.merge_selection(LoopState(**state, gap_hits=hits), Runtime(context=res))
     assert len(update["selected"]) == len(set(update["selected"])) == 20
-    event = next(e for e in read_trace(res.run.trace) if e["node"] == "select_data")
-    owner = {item["sample_id"]: item["gap"] for item in event["output"]["items"]}
+    event = next(e for e in read_trace(res.run.trace) if isinstance(e, SelectEvent))
+    owner = {item.sample_id: item.gap for item in event.output.items}
     assert owner[shared.sample_id] == hits[0]["gap"]
-    assert event["output"]["shortfall"] == {}
+    assert event.node == "merge_selection" and event.output.shortfall == {}
 
 
 def test_probe_mines_wrong_cases_and_starts_a_round_by_overwriting_branch_lists(
