@@ -173,10 +173,13 @@ class TeacherConfig(BaseModel):
 
 
 def http_teachers(config: TeacherConfig) -> list[tuple[str, OpenAIBackend]]:
-    """Every role played by an OpenAI-compatible server, with the config key that names it."""
-    roles: list[tuple[str, BackendConfig | AnnotatorConfig | None]] = [
+    """Every role of a run played by an OpenAI-compatible server, with the config key that names it.
+
+    The annotator is not one: it works in `gaptune pool annotate`, which checks it itself.
+    """
+    roles: list[tuple[str, BackendConfig | None]] = [
         *((f"teacher.critics[{k}]", critic) for k, critic in enumerate(config.critics)),
         ("teacher.fallback", config.fallback), ("teacher.skill_analyst", config.skill_analyst),
-        ("teacher.judge", config.judge), ("teacher.annotator", config.annotator),
+        ("teacher.judge", config.judge),
     ]
     return [(role, backend) for role, backend in roles if isinstance(backend, OpenAIBackend)]

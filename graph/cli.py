@@ -312,14 +312,14 @@ def data_check(file: Annotated[str, typer.Argument(help="a LLaVA JSON/JSONL file
     skills = Counter(step.skill for s in with_steps for step in s.steps or [])
     skills.update(skill for s in samples for skill in s.skills)
     typer.echo(f"{file}: {len(samples)} samples; {len(with_steps)} with gold rationale steps "
-                  f"({sum(len(s.steps or []) for s in with_steps)} steps); {sum(bool(s.images) for s in samples)} "
-                  f"with images; {sum(bool(s.choices) for s in samples)} multiple-choice")
+               f"({sum(len(s.steps or []) for s in with_steps)} steps); {sum(bool(s.images) for s in samples)} "
+               f"with images; {sum(bool(s.choices) for s in samples)} multiple-choice")
     if skills:
         typer.echo("skills: " + ", ".join(f"{name} {count}" for name, count in skills.most_common()))
     if samples:
         first = samples[0]
         typer.echo(f"first sample: id {first.id!r}, question {first.question!r}, answer {first.answer!r}, "
-                      f"{len(first.steps or [])} steps")
+                   f"{len(first.steps or [])} steps")
     for note in result.notes:
         typer.secho(f"note: {note}", fg="yellow")
     for problem in result.problems[:shown]:
@@ -385,15 +385,13 @@ def pool_annotate(config: Path, out: Annotated[Path, typer.Option(help="annotate
     """Have the annotator teacher write the skills each pool sample teaches (cached, resumable)."""
     from gaptune.agents.annotator import annotate_pool
     from gaptune.agents.llm.server_check import check_server
-    from gaptune.agents.teacher_config import http_teachers
+    from gaptune.agents.teacher_config import OpenAIBackend
     from gaptune.data.llava_format import write_llava
     from gaptune.graph.resources import Resources
 
     resolved = _config(config, set_)
-    if resolved.teacher.check_servers:
-        for role, backend in http_teachers(resolved.teacher):
-            if role == "teacher.annotator":
-                check_server(backend, role=role)
+    if resolved.teacher.check_servers and isinstance(resolved.teacher.annotator, OpenAIBackend):
+        check_server(resolved.teacher.annotator, role="teacher.annotator")
     res = Resources(resolved, _scratch_run(), console=console)
     report_ = annotate_pool(res.pool.values(), resolved.teacher, cache_dir=res.cache_dir / "teacher")
     written = write_llava(report_.samples, out)

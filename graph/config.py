@@ -19,6 +19,7 @@ from gaptune.agents.selectors.registry import build_selector
 from gaptune.agents.teacher_config import TeacherConfig
 from gaptune.data.cache import cache_dir
 from gaptune.data.errors import ConfigError
+from gaptune.data.loaders import DuplicateIds
 from gaptune.data.world.world import DEFAULT_POOL_SIZE, DEFAULT_SPLIT_SIZES, TASKS
 from gaptune.training.candidate_kinds import kind_spec
 from gaptune.training.config import StudentServerConfig, TinyStudentConfig, TrainerConfig
@@ -71,7 +72,7 @@ class PoolConfig(BaseModel):
     # strict: the first bad row stops the load; else bad rows are counted skips.
     strict: bool = False
     # A repeated sample id: skip the later one (counted, both rows named in metrics), or stop with an error.
-    duplicate_ids: Literal["skip", "error"] = "skip"
+    duplicate_ids: DuplicateIds = "skip"
     # Pool families (Sample.task) left out, e.g. the one sharing the target's question template.
     exclude_families: list[str] = Field(default_factory=list)
 

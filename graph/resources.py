@@ -252,8 +252,7 @@ class Resources:
             resolve_device(self.config.student.tiny.device)
         if self.config.teacher.check_servers:
             for role, backend in http_teachers(self.config.teacher):
-                if role != "teacher.annotator":  # the annotator works in `gaptune pool annotate`, not in a run
-                    check_server(backend, role=role)
+                check_server(backend, role=role)
         self.check_teacher_fits_data()
         self.check_selector_fits_data()
 
