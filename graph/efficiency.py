@@ -31,7 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from rich.console import Console
 
-from gaptune.agents.selectors.registry import SELECTORS
+from gaptune.agents.selectors.registry import strategies
 from gaptune.data.atomic import write_text_atomic
 from gaptune.data.errors import ConfigError
 from gaptune.data.sample import Sample
@@ -47,7 +47,7 @@ from gaptune.training.config import MixName
 # registry is an arm of its own name, and these variants are arms too; `swap` and `no-template`
 # get their inputs from the spec (see `_arm_overrides`).
 ARMS: dict[str, list[str]] = {
-    **{name: [f"selection={name}"] for name in SELECTORS},
+    **{name: [f"selection={name}"] for name in strategies()},
     "oracle": ["selection=error-driven", "teacher.critics=[{backend: reference}]"],
     "random-step": ["selection=error-driven", "teacher.critics=[{backend: reader, locate: random}]"],
     "step-query": ["selection=error-driven", "retrieval.query=step-text"],

@@ -26,3 +26,6 @@ class Ceiling:
 
     def select(self, inputs: RoundInputs) -> Selection:
         return fixed_selection(inputs.ceiling_ids, inputs.budget, inputs.used, strategy=self.name)
+
+
+STRATEGY = Ceiling

@@ -37,3 +37,6 @@ class ErrorDriven:
 
     def gap_profile(self, evidence: GapEvidence) -> tuple[dict[str, int], str]:
         return error_profile(evidence)
+
+
+STRATEGY = ErrorDriven

@@ -62,3 +62,6 @@ class Fixed:
             raise ConfigError(f"selector_options.ids: {len(unknown)} ids of {self.options.ids} are not in the pool "
                               f"(e.g. {unknown[0]!r})")
         return fixed_selection(self.ids, inputs.budget, inputs.used, strategy=self.name)
+
+
+STRATEGY = Fixed

@@ -32,3 +32,6 @@ class FullPool:
 
     def select(self, inputs: RoundInputs) -> Selection:
         return full_selection(inputs.pool_ids, inputs.used)
+
+
+STRATEGY = FullPool

@@ -81,3 +81,6 @@ class Gradient:
                            for rank, row in enumerate((r for r in top if eligible[r]), start=1)]
         return merge_gaps(None, ranked, allocation, profile, excluded, inputs.retrieval,
                           strategy=f"gradient/{self.options.targets}")
+
+
+STRATEGY = Gradient

@@ -39,3 +39,6 @@ class Knn:
         ranked = {question: search_gap(inputs.index, question, quota, inputs.used, config)
                   for question, quota in allocation.items()}
         return merge_gaps(inputs.index, ranked, allocation, profile, inputs.used, config, strategy="knn/dense")
+
+
+STRATEGY = Knn

@@ -24,3 +24,6 @@ class ProbeOnly:
 
     def select(self, inputs: RoundInputs) -> Selection:
         return Selection(strategy=self.name, budget=0, allocation={}, items=[])
+
+
+STRATEGY = ProbeOnly

@@ -37,3 +37,6 @@ class RandomDraw:
     def select(self, inputs: RoundInputs) -> Selection:
         # A new draw each round and seed: round r of seed s draws with seed s * 1000 + r.
         return random_selection(inputs.pool_ids, inputs.budget, inputs.used, seed=inputs.seed * 1000 + inputs.round)
+
+
+STRATEGY = RandomDraw

@@ -1,41 +1,48 @@
-"""Every selection strategy by its config name: the one place that knows them all.
+"""Every selection strategy by its config name, found rather than listed.
 
-A new strategy is one new module implementing `GapSelector` or
-`PoolSelector` and one line here; the config check, the loop and the
-efficiency harness ask the strategy, never compare its name.
+A strategy is one module of this package that sets `STRATEGY` to its class
+(a `GapSelector` or `PoolSelector` whose `name` is its config name); a
+strategy of another distribution is an entry point in the group
+`gaptune.selectors`. The config check, the loop and the experiment harness
+ask the strategy, never compare its name.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable, Mapping
+from functools import cache
+from importlib.metadata import entry_points
 from typing import Any
 
-from gaptune.agents.selectors.ceiling import Ceiling
-from gaptune.agents.selectors.error_driven import ErrorDriven
-from gaptune.agents.selectors.fixed import Fixed
-from gaptune.agents.selectors.full_pool import FullPool
-from gaptune.agents.selectors.gradient import Gradient
-from gaptune.agents.selectors.knn import Knn
-from gaptune.agents.selectors.probe_only import ProbeOnly
+from gaptune.agents import selectors
 from gaptune.agents.selectors.protocol import Selector
-from gaptune.agents.selectors.random_draw import RandomDraw
-from gaptune.agents.selectors.task_skills import TaskSkills
 
-SELECTORS: dict[str, Callable[[Mapping[str, Any]], Selector]] = {
-    "error-driven": ErrorDriven,
-    "random": RandomDraw,
-    "full": FullPool,
-    "task-skills": TaskSkills,
-    "probe-only": ProbeOnly,
-    "ceiling": Ceiling,
-    "fixed": Fixed,
-    "knn": Knn,
-    "gradient": Gradient,
-}
+Factory = Callable[[Mapping[str, Any]], Selector]
+ENTRY_POINT_GROUP = "gaptune.selectors"
+
+
+@cache
+def strategies() -> dict[str, Factory]:
+    """{config name: class}, this package's modules first, then installed plug-ins."""
+    found: dict[str, Factory] = {}
+    for module in sorted(pkgutil.iter_modules(selectors.__path__), key=lambda m: m.name):
+        strategy = getattr(importlib.import_module(f"{selectors.__name__}.{module.name}"), "STRATEGY", None)
+        if strategy is not None:
+            found[strategy.name] = strategy
+    for plugin in entry_points(group=ENTRY_POINT_GROUP):
+        strategy = plugin.load()
+        if strategy.name in found:
+            raise ValueError(f"entry point {plugin.value} ({ENTRY_POINT_GROUP}) reuses the strategy name "
+                             f"{strategy.name!r}")
+        found[strategy.name] = strategy
+    return found
 
 
 def build_selector(name: str, options: Mapping[str, Any] | None = None) -> Selector:
     """The strategy `name` with its options; an unknown name is a ValueError naming the choices."""
-    if name not in SELECTORS:
-        raise ValueError(f"selection: unknown strategy {name!r}; the choices are {', '.join(SELECTORS)}")
-    return SELECTORS[name](options or {})
+    known = strategies()
+    if name not in known:
+        raise ValueError(f"selection: unknown strategy {name!r}; the choices are {', '.join(known)}")
+    return known[name](options or {})

@@ -53,3 +53,6 @@ class TaskSkills:
         if evidence.query == "step-text":
             return target_step_counts(evidence.target), "target gold step texts (static, errors ignored)"
         return target_skill_counts(evidence.target), "target gold skills (static, errors ignored)"
+
+
+STRATEGY = TaskSkills
