@@ -10,8 +10,8 @@ from gaptune.agents.selectors.fixed import Fixed
 from gaptune.agents.selectors.protocol import GapSelector, PoolSelector
 from gaptune.agents.selectors.registry import build_selector, strategies
 from gaptune.data.errors import ConfigError
+from gaptune.experiments.spec import ARMS
 from gaptune.graph.config import load_config
-from gaptune.graph.efficiency import ARMS
 
 
 @pytest.mark.parametrize("name", sorted(strategies()))

@@ -9,9 +9,9 @@ import pytest
 from teacher_server import FaultServer, free_port, scripted_reply
 from typer.testing import CliRunner, Result
 
+from gaptune.cli import app
 from gaptune.data.llava_format import write_llava
 from gaptune.data.world.world import task_split
-from gaptune.graph.cli import app
 
 
 def _invoke(*args: str, env: dict[str, str | None] | None = None) -> Result:

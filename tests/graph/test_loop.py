@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from gaptune.cli import app
 from gaptune.data.errors import RunDirectoryError
 from gaptune.data.records import Critique, Selection, SelectionItem, Usage
 from gaptune.graph.build import build_graph
-from gaptune.graph.cli import app
 from gaptune.graph.config import load_config
 from gaptune.graph.events import SelectEvent
 from gaptune.graph.runner import checkpointer, resume, run
@@ -113,7 +113,7 @@ def test_resume_after_kill_mid_round_reaches_the_same_result(
     finished_run: Path, overrides: list[str], tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "killed"
-    command = [sys.executable, "-m", "gaptune.graph.cli", "run", "--run-dir", str(run_dir)]
+    command = [sys.executable, "-m", "gaptune.cli", "run", "--run-dir", str(run_dir)]
     for override in overrides:
         command += ["--set", override]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})

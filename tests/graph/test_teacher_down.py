@@ -12,7 +12,7 @@ import pytest
 from teacher_server import FaultServer, free_port, scripted_reply
 from typer.testing import CliRunner, Result
 
-from gaptune.graph.cli import app
+from gaptune.cli import app
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from gaptune.cli import app
 from gaptune.data.errors import RunDirectoryError
-from gaptune.graph.cli import app
 from gaptune.graph.events import EVENT, ProbeEvent, TraceEvent
 from gaptune.graph.explain import explain_case, explain_round, explain_run, explain_sample, rounds_of
 from gaptune.graph.metrics import RunMetrics, read_metrics

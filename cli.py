@@ -407,13 +407,9 @@ def bench_efficiency(spec: Annotated[Path | None, typer.Argument(help="bench spe
                      ) -> None:
     """Error-driven against every other arm: two students, budgets, seeds; resumable (finished runs are kept)."""
     from gaptune.data.atomic import write_text_atomic
-    from gaptune.graph.efficiency import (
-        load_spec,
-        run_cells,
-        save_spec,
-        student_skills_markdown,
-        write_outputs,
-    )
+    from gaptune.experiments.runner import run_cells
+    from gaptune.experiments.spec import load_spec, save_spec
+    from gaptune.experiments.tables import student_skills_markdown, write_outputs
     from gaptune.graph.resources import Resources
 
     resolved = load_spec(spec)
@@ -442,7 +438,7 @@ def bench_pilot(spec: Annotated[Path, typer.Argument(help="the pre-registered cr
                 out: Annotated[Path, typer.Option(help="where the pilot's report goes")],
                 set_: SetOpt = []) -> None:  # noqa: B006
     """Build each base student of a crossover spec and check the spec's go-criteria on the target's probe split."""
-    from gaptune.graph.pilot import load_crossover_spec, run_pilot
+    from gaptune.experiments.pilot import load_crossover_spec, run_pilot
 
     resolved = load_crossover_spec(spec)
     started = time.perf_counter()

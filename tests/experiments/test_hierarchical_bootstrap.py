@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gaptune.graph.statistics import hierarchical_bootstrap, paired_bootstrap, paired_differences
+from gaptune.experiments.statistics import hierarchical_bootstrap, paired_bootstrap, paired_differences
 
 
 def test_seed_spread_alone_gives_the_interval_of_a_mean_over_resampled_seeds() -> None:

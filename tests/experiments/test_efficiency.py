@@ -10,9 +10,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gaptune.graph.cli import app
+from gaptune.cli import app
+from gaptune.experiments.spec import Cell, EfficiencySpec, cell_overrides, plan
 from gaptune.graph.config import load_config
-from gaptune.graph.efficiency import Cell, EfficiencySpec, cell_overrides, plan
 from gaptune.graph.events import ClassifyEvent
 from gaptune.graph.trace import read_trace
 
