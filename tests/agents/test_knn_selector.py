@@ -17,6 +17,8 @@ from gaptune.graph.state import LoopState
 from gaptune.tools.embedder import load_embedder
 from gaptune.tools.pool_documents import document_text
 
+pytestmark = pytest.mark.slow  # a dense index over 600 pool samples and a loaded world
+
 
 def test_knn_picks_the_pool_samples_nearest_the_probe_questions(tmp_path: Path, cache_dir: Path) -> None:
     config = load_config(None, [f"cache_dir={cache_dir}", "selection=knn", "task.probe_size=30", "task.val_size=10",

@@ -61,6 +61,7 @@ def test_debug_shows_the_traceback_of_a_user_error(own_data_config: Path, tmp_pa
     assert from_env.exit_code == 2 and "Traceback" in from_env.stderr
 
 
+@pytest.mark.slow  # starts the installed command in a process
 def test_the_installed_command_prints_no_traceback(own_data_config: Path, tmp_path: Path) -> None:
     """The console script itself (as a user runs it), not only the app under CliRunner."""
     script = Path(sys.executable).parent / "gaptune"
