@@ -274,13 +274,13 @@ def eval_(config: ConfigArg = None,
     samples = None
     if split == "pool":
         by_family: dict[str, list[Any]] = defaultdict(list)
-        for sample in res.pool.values():
+        for sample in res.data.pool.values():
             if len(by_family[sample.task]) < per_family:
                 by_family[sample.task].append(sample)
         samples = [sample for family in sorted(by_family) for sample in by_family[family]]
     elif split not in ("probe", "val", "test"):
         raise UserError(f"--split {split!r}: expected probe, val, test or pool")
-    evaluation = res.evaluate(str(adapter) if adapter else None, split, samples)
+    evaluation = res.student.evaluate(str(adapter) if adapter else None, split, samples)
     title = "pool" if split == "pool" else f"{resolved.task.name} · {split}"
     table = Table(title=f"{title} · {len(evaluation.attempts)} samples")
     table.add_column("group")
@@ -375,7 +375,7 @@ def pool_index(config: ConfigArg = None, set_: SetOpt = []) -> None:  # noqa: B0
     from gaptune.graph.resources import Resources
 
     res = Resources(_config(config, set_), _scratch_run(), console=console)
-    index = res.index
+    index = res.search.index
     console.print(f"pool index: {index.manifest.samples} samples, {index.manifest.groups} documents at {index.index_dir}")
 
 
@@ -393,7 +393,7 @@ def pool_annotate(config: Path, out: Annotated[Path, typer.Option(help="annotate
     if resolved.teacher.check_servers and isinstance(resolved.teacher.annotator, OpenAIBackend):
         check_server(resolved.teacher.annotator, role="teacher.annotator")
     res = Resources(resolved, _scratch_run(), console=console)
-    report_ = annotate_pool(res.pool.values(), resolved.teacher, cache_dir=res.cache_dir / "teacher")
+    report_ = annotate_pool(res.data.pool.values(), resolved.teacher, cache_dir=Path(resolved.cache_dir) / "teacher")
     written = write_llava(report_.samples, out)
     console.print(f"annotated pool: {written} samples -> {out}; {report_.model_dump(exclude={'samples'})}")
 
@@ -419,7 +419,7 @@ def bench_efficiency(spec: Annotated[Path | None, typer.Argument(help="bench spe
     if students_table and not report_only:
         def evaluate(overrides: list[str], samples: list[Any]) -> Any:
             res = Resources(load_config(None, overrides), _scratch_run(), console=console)
-            return res.evaluate(None, "pool", samples)
+            return res.student.evaluate(None, "pool", samples)
 
         write_text_atomic(out / "students.md", student_skills_markdown(resolved, per_family, resolved.overrides, evaluate))
     if not report_only:

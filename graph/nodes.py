@@ -57,14 +57,14 @@ Context = Runtime[Resources]
 def start(state: LoopState, runtime: Context) -> StartUpdate:
     """Round 0: the base student's val and test accuracy."""
     res = runtime.context
-    val = res.evaluate(None, "val")
-    test = res.evaluate(None, "test")
-    res.save_attempts(res.run.attempts(0, "val"), val.attempts)
-    res.save_attempts(res.run.attempts(0, "test"), test.attempts)
+    val = res.student.evaluate(None, "val")
+    test = res.student.evaluate(None, "test")
+    res.student.save_attempts(res.run.attempts(0, "val"), val.attempts)
+    res.student.save_attempts(res.run.attempts(0, "test"), test.attempts)
     record = RoundRecord(round=0, val_acc=val.accuracy, test_acc=test.accuracy, train_size=0, gaps={},
                          chosen=None, why="base student", candidates={}, teacher_usage={}, diagnosis={})
     res.trace.record(ev.StartEvent(event_id="r0/start", round=0, agent="evaluator",
-                                   inputs=ev.StartInputs(student=str(res.student_path)),
+                                   inputs=ev.StartInputs(student=str(res.student.path)),
                                    output=ev.Scores(val_acc=val.accuracy, test_acc=test.accuracy)))
     return {"round": 0, "history": [record], "best_val": val.accuracy, "stale_rounds": 0, "used": [],
             "current_adapter": None, "stop_reason": None}
@@ -74,14 +74,14 @@ def probe(state: LoopState, runtime: Context) -> ProbeUpdate:
     """Mine errors: the current student answers the probe split; wrong answers become cases. Starts a round."""
     res = runtime.context
     round_ = state["round"] + 1
-    evaluation = res.evaluate(state.get("current_adapter"), "probe", res.mining_set)
-    res.save_attempts(res.run.attempts(round_, "probe"), evaluation.attempts)
+    evaluation = res.student.evaluate(state.get("current_adapter"), "probe", res.data.mining_set)
+    res.student.save_attempts(res.run.attempts(round_, "probe"), evaluation.attempts)
     wrong = [a.sample_id for a in evaluation.attempts if not a.correct]
     res.trace.record(ev.ProbeEvent(
         event_id=f"r{round_}/probe", round=round_, agent="evaluator",
         inputs=ev.ProbeInputs(adapter=state.get("current_adapter"), samples=len(evaluation.attempts)),
         output=ev.ProbeOutput(accuracy=evaluation.accuracy, wrong_cases=wrong)))
-    update = ProbeUpdate(round=round_, wrong_cases=wrong, critics=list(res.critics), critique_candidates=Overwrite([]),
+    update = ProbeUpdate(round=round_, wrong_cases=wrong, critics=list(res.teachers.critics), critique_candidates=Overwrite([]),
                          teacher_faults=Overwrite([]), gap_hits=Overwrite([]), candidates=Overwrite([]),
                          critiques=[], gaps={}, diagnosis={}, selected=[])
     if not wrong and res.selector.needs.errors:
@@ -110,25 +110,25 @@ def critique(task: CritiqueTask, runtime: Context) -> CritiqueUpdate:
     """
     res = runtime.context
     round_, case, name = task["round"], task["case"], task["critic"]
-    sample = res.probe_by_id[case]
-    attempt = res.probe_attempts(round_)[case]
+    sample = res.data.probe_by_id[case]
+    attempt = res.student.probe_attempts(round_)[case]
     started = time.perf_counter()
     event_id = f"r{round_}/critique/{case}/{name}"
-    blocked = res.fail_fast.blocked(round_, name)
+    blocked = res.teachers.fail_fast.blocked(round_, name)
     try:
         if blocked is not None:
             raise blocked
-        result = res.critics[name].critique(sample, attempt)
+        result = res.teachers.critics[name].critique(sample, attempt)
     except TeacherError as error:
         if blocked is None:
-            res.fail_fast.record(round_, name, error)
+            res.teachers.fail_fast.record(round_, name, error)
         res.trace.record(ev.CritiqueFaultEvent(event_id=event_id, round=round_, agent=name,
                                                inputs=ev.CaseInput(case=case),
                                                output=ev.Fault(fault=error.kind, message=str(error)),
                                                latency_s=time.perf_counter() - started))
         return {"teacher_faults": [TeacherFault(case=case, critic=name, kind=error.kind, message=str(error),
                                                 usage=error.usage)]}
-    res.fail_fast.record(round_, name, None)
+    res.teachers.fail_fast.record(round_, name, None)
     res.trace.record(ev.CritiqueEvent(event_id=event_id, round=round_, agent=name,
                                       inputs=ev.CritiqueInputs(case=case, student_output=attempt.output),
                                       output=result, model=result.usage.model,
@@ -143,10 +143,10 @@ def judge(state: LoopState, runtime: Context) -> JudgeUpdate:
     round_ = state["round"]
     faults = state.get("teacher_faults", [])
     check_round([CaseFault(critic=f["critic"], kind=f["kind"], message=f.get("message", "")) for f in faults],
-                cases=len(state["wrong_cases"]), critics={name: c.where for name, c in res.critics.items()},
+                cases=len(state["wrong_cases"]), critics={name: c.where for name, c in res.teachers.critics.items()},
                 round_=round_, max_failed_share=res.config.teacher.max_failed_share,
                 resume_hint=f"continue with `gaptune resume {res.run.root}` (it retries the failed cases)")
-    order = list(res.critics)
+    order = list(res.teachers.critics)
     by_case: dict[str, list[Critique]] = defaultdict(list)
     truth: dict[tuple[str, str], str | None] = {}
     for entry in sorted(state.get("critique_candidates", []), key=lambda c: order.index(c["critic"])):
@@ -156,11 +156,11 @@ def judge(state: LoopState, runtime: Context) -> JudgeUpdate:
     kept: list[JudgedCritique] = []
     for case in (case for case in state["wrong_cases"] if case in by_case):
         candidates = by_case[case]
-        decision = decide(res.judge, res.probe_by_id[case], res.probe_attempts(round_)[case], candidates)
+        decision = decide(res.teachers.judge, res.data.probe_by_id[case], res.student.probe_attempts(round_)[case], candidates)
         pick = candidates[decision.index if decision else 0]
         if decision is not None:
             res.trace.record(ev.JudgeEvent(
-                event_id=f"r{round_}/judge/{case}", round=round_, agent=res.judge.name,
+                event_id=f"r{round_}/judge/{case}", round=round_, agent=res.teachers.judge.name,
                 inputs=ev.JudgeInputs(case=case, candidates=candidates),
                 output=ev.JudgeOutput(chosen=decision.index, teacher=pick.teacher, reason=decision.reason),
                 model=decision.usage.model, latency_s=decision.usage.latency_s))
@@ -175,13 +175,13 @@ def classify(state: LoopState, runtime: Context) -> ClassifyUpdate:
     res = runtime.context
     round_ = state["round"]
     critiques = [c["critique"] for c in state.get("critiques", [])]
-    result = classify_gaps([c.missing_skill for c in critiques], res.skill_vocabulary,
+    result = classify_gaps([c.missing_skill for c in critiques], res.data.skill_vocabulary,
                            embedding_model=res.config.retrieval.embedding_model)
     gap_of_skill = {m.text: m.label for m in result.mapping}
     diagnosis = diagnosis_score([(c["critique"].missing_skill, c["true_skill"]) for c in state.get("critiques", [])],
                                 gap_of_skill)
-    attempts = res.probe_attempts(round_) if critiques else {}
-    evidence = GapEvidence(query=res.config.retrieval.query, error_gaps=result.counts, target=res.splits["probe"],
+    attempts = res.student.probe_attempts(round_) if critiques else {}
+    evidence = GapEvidence(query=res.config.retrieval.query, error_gaps=result.counts, target=res.data.splits["probe"],
                            wrong_steps=[(attempts[c.sample_id], c.wrong_step) for c in critiques])
     selector = res.selector
     gaps, source = selector.gap_profile(evidence) if isinstance(selector, GapSelector) else error_profile(evidence)
@@ -207,7 +207,7 @@ def route_selection(state: LoopState, runtime: Context) -> list[Send] | str:
 def retrieve_gap(task: RetrieveTask, runtime: Context) -> RetrieveUpdate:
     """The retriever agent ranks pool samples for one gap, skipping samples already used."""
     res = runtime.context
-    items = search_gap(res.index, task["gap"], task["quota"], task["used"], res.config.retrieval)
+    items = search_gap(res.search.index, task["gap"], task["quota"], task["used"], res.config.retrieval)
     return {"gap_hits": [GapHits(gap=task["gap"], quota=task["quota"], items=items)]}
 
 
@@ -215,7 +215,7 @@ def merge_selection(state: LoopState, runtime: Context) -> SelectionUpdate:
     """The gaps' rankings into one selection (cross-gap dedupe and top-up happen in the retriever)."""
     res = runtime.context
     hits = state.get("gap_hits", [])
-    selection = merge_gaps(res.index, {h["gap"]: h["items"] for h in hits},
+    selection = merge_gaps(res.search.index, {h["gap"]: h["items"] for h in hits},
                            {h["gap"]: h["quota"] for h in hits}, state["gaps"], state.get("used", []),
                            res.config.retrieval, strategy=f"{res.config.selection}/{res.config.retrieval.method}")
     return _record_selection(res, state, selection, node="merge_selection")
@@ -268,15 +268,15 @@ def train(state: LoopState, runtime: Context) -> TrainUpdate:
     """
     res = runtime.context
     round_, used, previous = state["round"], state["used"], state.get("current_adapter")
-    train_set = [res.training_sample(sample_id) for sample_id in used] + res.probe_training_set
+    train_set = [res.data.training_sample(sample_id) for sample_id in used] + res.data.probe_training_set
     results = []
     for kind in res.config.trainer.candidates:
         adapter = res.run.adapter(round_, kind)
         started = time.perf_counter()
-        info = train_candidate(res.student_path, kind, train_set, adapter, res.config.trainer,
+        info = train_candidate(res.student.path, kind, train_set, adapter, res.config.trainer,
                                previous=previous, seed=res.config.seed * 1000 + round_)
-        val = res.evaluate(str(adapter), "val")
-        res.save_attempts(res.run.attempts(round_, "val", kind), val.attempts)
+        val = res.student.evaluate(str(adapter), "val")
+        res.student.save_attempts(res.run.attempts(round_, "val", kind), val.attempts)
         result = CandidateResult(candidate=kind, adapter=str(adapter), val_acc=val.accuracy, train_size=len(train_set),
                                  steps=info.steps, final_loss=info.final_loss)
         res.trace.record(ev.TrainEvent(
@@ -296,8 +296,8 @@ def choose(state: LoopState, runtime: Context) -> ChooseUpdate:
     replaced = replaces_incumbent(best["val_acc"], incumbent["val_acc"], config.replace_adapter)
     adapter: str | None
     if replaced:
-        test = res.evaluate(best["adapter"], "test")
-        res.save_attempts(res.run.attempts(round_, "test"), test.attempts)
+        test = res.student.evaluate(best["adapter"], "test")
+        res.student.save_attempts(res.run.attempts(round_, "test"), test.attempts)
         val_acc, test_acc, train_size, adapter = best["val_acc"], test.accuracy, best["train_size"], best["adapter"]
     else:
         why = (f"kept the previous adapter: the best candidate, {best['candidate']}, reached val {best['val_acc']:.3f}"

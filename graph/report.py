@@ -16,7 +16,7 @@ from gaptune.graph.run_dir import RunDir
 
 
 def write_metrics_and_report(res: Any, state: dict[str, Any]) -> None:
-    metrics = metrics_from_state(res.config, state, res.data_report())
+    metrics = metrics_from_state(res.config, state, res.data.report())
     res.run.write_json(res.run.metrics, metrics.model_dump(mode="json"))
     write_report(res.run, metrics)
 

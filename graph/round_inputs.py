@@ -43,11 +43,11 @@ class StateRoundInputs:
 
     @property
     def pool_ids(self) -> Sequence[str]:
-        return list(self._res.pool)
+        return list(self._res.data.pool)
 
     @property
     def index(self) -> PoolIndex:
-        return self._res.index
+        return self._res.search.index
 
     @property
     def retrieval(self) -> RetrievalConfig:
@@ -55,7 +55,7 @@ class StateRoundInputs:
 
     @property
     def probe(self) -> Sequence[Sample]:
-        return self._res.splits["probe"]
+        return self._res.data.splits["probe"]
 
     @property
     def wrong_cases(self) -> Sequence[str]:
@@ -69,7 +69,7 @@ class StateRoundInputs:
 
     @property
     def ceiling_ids(self) -> Sequence[str]:
-        return list(self._res.ceiling_samples)
+        return list(self._res.data.ceiling_samples)
 
     def gradient_features(self, targets: Sequence[Sample], datastore: Mapping[str, Any]) -> GradientFeatures:
-        return self._res.gradient_features(targets, datastore)
+        return self._res.search.gradient_features(targets, datastore)

@@ -16,6 +16,7 @@ from gaptune.data.errors import ConfigError
 from gaptune.data.sample import Sample
 from gaptune.data.world.world import task_split
 from gaptune.graph.config import load_config
+from gaptune.graph.preflight import check_selector_fits_data
 from gaptune.graph.resources import Resources
 from gaptune.graph.run_dir import RunDir
 
@@ -74,4 +75,5 @@ def test_all_probe_targets_need_no_errors_and_options_are_checked() -> None:
         load_config(None, ["selection=gradient", "selector_options.targets=some"])
     config = load_config(None, ["selection=gradient", "selector_options.datastore.projection_dim=0"])
     with pytest.raises(ConfigError, match=r"selector_options.datastore.projection_dim: Input should be greater"):
-        Resources(config, RunDir(Path("/nonexistent"))).check_selector_fits_data()
+        res = Resources(config, RunDir(Path("/nonexistent")))
+        check_selector_fits_data(res.config, res.data, res.selector)
