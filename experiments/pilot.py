@@ -24,9 +24,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rich.console import Console
 
-from gaptune.agents.critics import build_critics
+from gaptune.agents.critics import Critic, build_critics
 from gaptune.agents.reference_critic import first_wrong_step
+from gaptune.agents.teacher_config import WorldBackend
+from gaptune.agents.world_teacher import world_critic
 from gaptune.data.atomic import write_text_atomic
+from gaptune.data.attempt import Attempt
 from gaptune.data.errors import ConfigError
 from gaptune.data.sample import Sample
 from gaptune.data.world.world import DRAW_STRIDE, TASK_VERSIONS, TASKS, pool, task_split
@@ -63,6 +66,16 @@ class PilotSettings(BaseModel):
     go_criteria: GoCriteria
 
 
+class TeacherRecipe(BaseModel):
+    """The world teacher: a tiny model of the same world pretrained on every family at one weight, cached like a
+    student; the `world` critic runs answer-switch on it (agents/world_teacher.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mix: MixName = "world-teacher"
+    overrides: list[str] = Field(default_factory=list)  # student.tiny.* keys of its recipe
+
+
 class CrossoverSpec(BaseModel):
     """The pre-registration: the pilot is run from it; `table` and `analysis` are the frozen plan of the table."""
 
@@ -71,6 +84,7 @@ class CrossoverSpec(BaseModel):
     task: str
     students: dict[str, MixName]
     rare_skill: dict[str, str]
+    teacher: TeacherRecipe | None = None
     pilot: PilotSettings
     table: dict[str, Any]
     analysis: dict[str, Any]
@@ -110,6 +124,23 @@ def student_config(spec: CrossoverSpec, student: str, extra: Sequence[str] = ())
     ])
 
 
+def teacher_path(spec: CrossoverSpec, extra: Sequence[str] = ()) -> Path | None:
+    """The world teacher's directory, built on first use and cached (None when the spec names no teacher)."""
+    if spec.teacher is None:
+        return None
+    config = load_config(None, [f"student.tiny.mix={spec.teacher.mix}", *spec.teacher.overrides, *extra])
+    return build_tiny_student(Path(config.cache_dir), config.student.tiny)
+
+
+def pilot_critics(config: RunConfig, teacher: Path | None) -> list[Critic]:
+    """The run config's critics, and answer-switch on the world teacher when there is one."""
+    critics = build_critics(config.teacher, cache_dir=Path(config.cache_dir) / "teacher")
+    if teacher is not None:
+        critics.append(world_critic(WorldBackend(model=str(teacher)), "world-teacher",
+                                    delta=config.teacher.answer_switch_delta, lam=config.teacher.answer_switch_lambda))
+    return critics
+
+
 class StudentPilot(BaseModel):
     """What the pilot measured on one base student."""
 
@@ -124,6 +155,8 @@ class StudentPilot(BaseModel):
     wrong: int
     blamed_by_truth: dict[str, int]
     blamed_by_teacher: dict[str, dict[str, int]]
+    # Per teacher, the share of wrong cases where it blamed the world's true first wrong step.
+    localised_by_teacher: dict[str, float] = Field(default_factory=dict)
     forced_accuracy: dict[str, float]  # "k: skill" -> share of probe items where gold step k follows gold 0..k-1
     skill_families: dict[str, float]  # pool family -> accuracy on its first samples
 
@@ -159,7 +192,16 @@ def _skill_family_samples(version: str) -> list[Sample]:
     return chosen
 
 
-def pilot_student(spec: CrossoverSpec, student: str, *, console: Console, extra: Sequence[str] = ()) -> StudentPilot:
+def _located(critic: Critic, sample: Sample, attempt: Attempt) -> int | None:
+    """The step a critic blames; None where it cannot read the attempt (no steps or no answer to switch to)."""
+    try:
+        return critic.critique(sample, attempt).wrong_step
+    except ValueError:
+        return None
+
+
+def pilot_student(spec: CrossoverSpec, student: str, *, console: Console, extra: Sequence[str] = (),
+                  teacher: Path | None = None) -> StudentPilot:
     """Build (or find cached) one base student and measure it on the target's probe split."""
     config = student_config(spec, student, extra)
     started = time.perf_counter()
@@ -172,11 +214,16 @@ def pilot_student(spec: CrossoverSpec, student: str, *, console: Console, extra:
                           max_new_tokens=config.student.max_new_tokens)
     by_id = {s.id: s for s in probe}
     wrong = [a for a in evaluation.attempts if not a.correct]
-    truth = Counter(_blamed_skill(by_id[a.sample_id], first_wrong_step(by_id[a.sample_id], a)) for a in wrong)
+    true_steps = [first_wrong_step(by_id[a.sample_id], a) for a in wrong]
+    truth = Counter(_blamed_skill(by_id[a.sample_id], step) for a, step in zip(wrong, true_steps, strict=True))
     by_teacher: dict[str, dict[str, int]] = {}
-    for critic in build_critics(config.teacher, cache_dir=Path(config.cache_dir) / "teacher"):
-        located = Counter(_blamed_skill(by_id[a.sample_id], critic.critique(by_id[a.sample_id], a).wrong_step) for a in wrong)
+    localised: dict[str, float] = {}
+    for critic in pilot_critics(config, teacher):
+        steps = [_located(critic, by_id[a.sample_id], a) for a in wrong]
+        located = Counter(_blamed_skill(by_id[a.sample_id], step) for a, step in zip(wrong, steps, strict=True))
         by_teacher[critic.name] = dict(located.most_common())
+        hits = sum(step == true for step, true in zip(steps, true_steps, strict=True))
+        localised[critic.name] = hits / len(wrong) if wrong else 0.0
     forced = forced_step_correct(model, processor, probe, batch_size=config.student.eval_batch_size)
     gold = probe[0].steps or []
     labels = [*(f"{k + 1}: {step.skill}" for k, step in enumerate(gold)), f"{len(gold) + 1}: {ANSWER_STEP}"]
@@ -190,6 +237,7 @@ def pilot_student(spec: CrossoverSpec, student: str, *, console: Console, extra:
         final_pretraining_loss=float(record["loss_curve"][-1]), probe=len(probe),
         parsed=sum(a.answer is not None for a in evaluation.attempts), correct=evaluation.overall.correct,
         wrong=len(wrong), blamed_by_truth=dict(truth.most_common()), blamed_by_teacher=by_teacher,
+        localised_by_teacher=localised,
         forced_accuracy=forced_accuracy,
         skill_families={family: family_eval.per_family[family].accuracy for family in SKILL_FAMILIES
                         if family in family_eval.per_family},
@@ -229,11 +277,14 @@ def pilot_markdown(spec: CrossoverSpec, results: dict[str, StudentPilot], criter
     for r in results.values():
         lines.append(f"| {r.student} ({r.mix}) | {r.correct / r.probe:.3f} | {r.parse_rate:.3f} | {r.wrong} | "
                      f"{_histogram(r.blamed_by_truth, r.wrong)} | {r.final_pretraining_loss:.4f} | {r.build_s:.0f} |")
-    lines += ["", "Blamed step by each teacher (the skill of the gold step it located):", "",
-              "| student | teacher | blamed step |", "|---|---|---|"]
+    lines += ["", "Blamed step by each teacher (the skill of the gold step it located) and its localisation accuracy "
+              "(the share of wrong cases where it blamed the world's true first wrong step):", "",
+              "| student | teacher | blamed step | localised |", "|---|---|---|---|"]
     for r in results.values():
         for teacher, counts in r.blamed_by_teacher.items():
-            lines.append(f"| {r.student} | {teacher} | {_histogram(counts, r.wrong)} |")
+            hit = r.localised_by_teacher.get(teacher)
+            lines.append(f"| {r.student} | {teacher} | {_histogram(counts, r.wrong)} | "
+                         f"{'-' if hit is None else f'{hit:.0%}'} |")
     labels = list(next(iter(results.values())).forced_accuracy)
     lines += ["", "Teacher-forced accuracy per step (gold steps before it given):", "",
               "| student | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
@@ -257,12 +308,18 @@ def pilot_markdown(spec: CrossoverSpec, results: dict[str, StudentPilot], criter
 def run_pilot(spec: CrossoverSpec, out: Path, *, console: Console, extra: Sequence[str] = ()) -> list[Criterion]:
     """Each student in turn (a student's result is written as soon as it exists), then the criteria and the report."""
     results: dict[str, StudentPilot] = {}
+    teacher = teacher_path(spec, extra)
+    wanted = {c.name for c in pilot_critics(student_config(spec, next(iter(spec.students)), extra), None)}
+    wanted |= {"world-teacher"} if teacher is not None else set()
     for student in spec.students:
         done = out / f"{student}.json"
         if done.exists():
-            results[student] = StudentPilot.model_validate_json(done.read_text())
-            continue
-        results[student] = pilot_student(spec, student, console=console, extra=extra)
+            kept = StudentPilot.model_validate_json(done.read_text())
+            if wanted <= set(kept.localised_by_teacher):
+                results[student] = kept
+                continue
+            console.print(f"{student}: measuring again for the teachers it lacks (the student is cached)")
+        results[student] = pilot_student(spec, student, console=console, extra=extra, teacher=teacher)
         write_text_atomic(done, results[student].model_dump_json(indent=2) + "\n")
     criteria = go_criteria(spec, results)
     write_text_atomic(out / "criteria.json", json.dumps([c.model_dump() for c in criteria], indent=2) + "\n")

@@ -88,7 +88,12 @@ CROSSOVER_MIXES: dict[str, dict[str, float]] = {
     "size-rare": {**_CROSSOVER_SHARED, "count-colour": 9, "count-shape": 8, "more-shapes": 8, "size-at": 0.1, "find-big": 0.1},
 }
 PRETRAIN_MIXES.update(CROSSOVER_MIXES)
-MIX_VERSIONS = {mix: "v2" if mix in CROSSOVER_MIXES else "v1" for mix in PRETRAIN_MIXES}
+# The crossover world's teacher: a model of the same world pretrained on every family of it at one
+# weight (the target too), so that no skill is rare for it; the `world` critic reads its beliefs
+# about answers (agents/world_teacher.py) and never a rationale.
+TEACHER_MIXES: dict[str, dict[str, float]] = {"world-teacher": dict.fromkeys(ALL_FAMILIES, 1.0)}
+PRETRAIN_MIXES.update(TEACHER_MIXES)
+MIX_VERSIONS = {mix: "v2" if mix in CROSSOVER_MIXES or mix in TEACHER_MIXES else "v1" for mix in PRETRAIN_MIXES}
 
 TASKS = (*TARGET_FAMILIES, *CROSSOVER_TARGET_FAMILIES)
 TASK_VERSIONS = {task: "v2" if task in CROSSOVER_TARGET_FAMILIES else "v1" for task in TASKS}
