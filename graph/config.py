@@ -18,6 +18,8 @@ from gaptune.agents.teacher_config import TeacherConfig
 from gaptune.data.cache import cache_dir
 from gaptune.data.errors import ConfigError
 from gaptune.data.world.world import DEFAULT_POOL_SIZE, DEFAULT_SPLIT_SIZES, TASKS
+from gaptune.graph.mlflow_tracking import TrackingConfig
+from gaptune.graph.otel_tracing import TracingConfig
 from gaptune.training.config import StudentServerConfig, TinyStudentConfig, TrainerConfig
 
 # error-driven: the student's errors pick the data (the method). Arms that do not read errors:
@@ -120,6 +122,9 @@ class RunConfig(BaseModel):
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    # Observability (docs/observability.md): off by default; the loop runs the same either way.
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
 
     @model_validator(mode="after")
     def _selection_inputs(self) -> RunConfig:

@@ -22,6 +22,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from gaptune.data.live_events import TraceRecorded, announce
+
 if TYPE_CHECKING:
     from gaptune.graph.explain import (
         CandidateResult,
@@ -49,6 +51,7 @@ class Trace:
         with _lock, self.path.open("a") as handle:
             handle.write(line + "\n")
             handle.flush()
+        announce(TraceRecorded(event_id=event_id, node=node, agent=agent))
 
     def events(self) -> list[dict[str, Any]]:
         return read_trace(self.path)
