@@ -35,6 +35,8 @@ class Critic(Protocol):
     """Finds the first wrong step of an attempt and names the skill it lacked."""
 
     name: str
+    where: str
+    """Where the critic runs (model and server URL, or in-process), for error messages."""
 
     def critique(self, sample: Sample, attempt: Attempt) -> Critique: ...
 
@@ -46,6 +48,7 @@ class LLMCritic:
                  delta: float, lam: int) -> None:
         self.name = name
         self.backend = backend
+        self.where = backend.where
         self.method = method
         self.analyst = analyst
         self.delta = delta
@@ -94,6 +97,7 @@ class FallbackCritic:
         self.primary = primary
         self.fallback = fallback
         self.name = primary.name
+        self.where = f"{primary.where}, fallback {fallback.where}"
 
     def critique(self, sample: Sample, attempt: Attempt) -> Critique:
         try:

@@ -29,6 +29,7 @@ class ReferenceTeacher:
     """Compares the student's steps with the sample's gold rationale."""
 
     name = "reference"
+    where = "in-process: gold rationale steps"
 
     def critique(self, sample: Sample, attempt: Attempt) -> Critique:
         if not sample.steps:

@@ -59,6 +59,7 @@ class StepReaderTeacher:
 
     def __init__(self, name: str = "reader", *, locate: Locate = "first-wrong") -> None:
         self.name = name
+        self.where = "in-process: gold rationale step texts"
         self.locate = locate
 
     def critique(self, sample: Sample, attempt: Attempt) -> Critique:

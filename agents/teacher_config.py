@@ -2,8 +2,8 @@
 
 Swapping a teacher is changing one backend block. Roles are separate so a cheap
 model can annotate the pool while a strong one critiques. The defaults
-reproduce the LLM-free behaviour: one `reference` critic, agreement voting, no
-annotator (pool skills come from the data or from gold rationale steps).
+are LLM-free: one `reader` critic, agreement voting, no annotator (pool skills
+come from the data or from gold rationale steps).
 """
 
 from __future__ import annotations
@@ -111,7 +111,8 @@ class TeacherConfig(BaseModel):
     the student's answer must lead the gold one by more than delta (in
     log-probability) and stay ahead for lambda consecutive steps.
     `max_concurrency` bounds the teacher requests in flight for the whole run,
-    all roles together.
+    all roles together. `max_failed_share`, `fail_fast_after`: when a critic
+    counts as dead (see `agents/teacher_health.py`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -126,6 +127,13 @@ class TeacherConfig(BaseModel):
     fallback: BackendConfig | None = None
     max_concurrency: int = Field(default=4, ge=1)
     cache: bool = True
+    # A critic failing more than this share of a round's cases (or all of them) stops the run (exit 2,
+    # resumable); below it its failed cases are counted skips.
+    max_failed_share: float = Field(default=0.5, ge=0.0, le=1.0)
+    # Failed cases in a row after which a critic's remaining cases of the round are not sent.
+    fail_fast_after: int = Field(default=8, ge=1)
+    # One model-list request per teacher server before any work.
+    check_servers: bool = True
 
     @model_validator(mode="after")
     def _method_fits_backends(self) -> TeacherConfig:
@@ -144,3 +152,13 @@ class TeacherConfig(BaseModel):
                     f"({', '.join(c.backend for c in llm)}): set method to 'prompt' or 'answer-switch'"
                 )
         return self
+
+
+def http_teachers(config: TeacherConfig) -> list[tuple[str, OpenAIBackend]]:
+    """Every role played by an OpenAI-compatible server, with the config key that names it."""
+    roles: list[tuple[str, BackendConfig | AnnotatorConfig | None]] = [
+        *((f"teacher.critics[{k}]", critic) for k, critic in enumerate(config.critics)),
+        ("teacher.fallback", config.fallback), ("teacher.skill_analyst", config.skill_analyst),
+        ("teacher.judge", config.judge), ("teacher.annotator", config.annotator),
+    ]
+    return [(role, backend) for role, backend in roles if isinstance(backend, OpenAIBackend)]

@@ -67,6 +67,29 @@ class RowProblem(BaseModel):
         return f"{self.file} {self.unit} {self.row}, field {self.field!r}: {self.message}"
 
 
+class RowSamples(BaseModel):
+    """The samples one row of a data file became, with where the row is (for duplicate-id messages).
+
+    `unread` lists top-level fields that look like rationales or skills but sit
+    where gaptune does not read them (see `RATIONALE_LIKE`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    file: str
+    row: int
+    unit: Literal["line", "index"] = "index"
+    samples: list[Sample]
+    unread: list[str] = []
+
+    def where(self) -> str:
+        return f"{self.file} {self.unit} {self.row}"
+
+
+# Fields users put rationales and skills in; gaptune reads them only under the row's "gaptune" key.
+RATIONALE_LIKE = ("rationale", "rationales", "steps", "skills", "reasoning", "explanation", "chain_of_thought", "cot")
+
+
 class RowError(ValueError):
     """A bad row, before the caller adds which file and row it was."""
 
@@ -250,8 +273,8 @@ def _kind(path: Path) -> Literal["json", "jsonl"]:
     return "jsonl"
 
 
-def read_llava(path: str | Path, *, image_root: str | Path | None = None) -> Iterator[list[Sample] | RowProblem]:
-    """Per row, its samples or what is wrong with it; JSONL is streamed line by line.
+def read_llava(path: str | Path, *, image_root: str | Path | None = None) -> Iterator[RowSamples | RowProblem]:
+    """Per row, its samples (and where the row is) or what is wrong with it; JSONL is streamed line by line.
 
     A JSON list must be parsed whole, but each raw row is released as soon as it
     is converted, so raw rows and samples are not both held in full. A file
@@ -275,7 +298,7 @@ def unreadable_as_data_error(path: Path) -> Iterator[None]:
             from error
 
 
-def _read_llava(path: Path, image_root: str | Path | None) -> Iterator[list[Sample] | RowProblem]:
+def _read_llava(path: Path, image_root: str | Path | None) -> Iterator[RowSamples | RowProblem]:
     root = Path(image_root) if image_root is not None else path.parent
     root = root if root.is_absolute() else Path.cwd() / root
     source = path.name
@@ -305,14 +328,16 @@ def _read_llava(path: Path, image_root: str | Path | None) -> Iterator[list[Samp
 
 
 def _convert(row: object, path: Path, number: int, unit: Literal["line", "index"], default_id: str,
-             root: Path, source: str) -> list[Sample] | RowProblem:
+             root: Path, source: str) -> RowSamples | RowProblem:
     try:
-        return samples_from_row(row, default_id=default_id, image_root=root, source=source)
+        samples = samples_from_row(row, default_id=default_id, image_root=root, source=source)
     except RowError as error:
         return RowProblem(file=str(path), row=number, field=error.field, message=error.message, unit=unit)
+    unread = [name for name in RATIONALE_LIKE if isinstance(row, dict) and name in row]
+    return RowSamples(file=str(path), row=number, unit=unit, samples=samples, unread=unread)
 
 
 __all__ = [
-    "GAPTUNE_KEY", "IMAGE_TOKEN", "DataError", "RowError", "RowProblem",
+    "GAPTUNE_KEY", "IMAGE_TOKEN", "RATIONALE_LIKE", "DataError", "RowError", "RowProblem", "RowSamples",
     "llava_row", "read_llava", "resolve_image", "samples_from_row", "unreadable_as_data_error", "write_llava",
 ]

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -43,8 +44,11 @@ from gaptune.data.atomic import write_bytes_atomic
 from gaptune.data.cache import cache_dir
 from gaptune.data.errors import DataError
 from gaptune.data.llava_format import (
+    GAPTUNE_KEY,
+    RATIONALE_LIKE,
     RowError,
     RowProblem,
+    RowSamples,
     read_llava,
     resolve_image,
     samples_from_row,
@@ -60,36 +64,73 @@ _SAVED_DATASET_DICT_MARKER = "dataset_dict.json"
 _FLAT_FIELDS = ("id", "question", "answer", "choices", "steps", "skills", "task")
 
 
+DuplicateIds = Literal["skip", "error"]
+
+
 class LoadResult(BaseModel):
-    """The samples loaded, and how many rows were skipped and why (lenient mode only)."""
+    """The samples loaded, how many rows were skipped and why, and notes on fields gaptune did not read.
+
+    A row is skipped (lenient mode only) when it is malformed, and a sample when
+    its id was seen before (the first one is kept); both are counted in
+    `skipped` and described in `problems`.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    source: str = ""
     samples: list[Sample]
     skipped: int
     problems: list[RowProblem]
+    notes: list[str] = []
+
+    def summary(self, *, shown: int = 20) -> dict[str, Any]:
+        """What metrics.json and report.md say about the file: counts, the first `shown` problems, the notes."""
+        return {"file": self.source, "samples": len(self.samples), "skipped": self.skipped,
+                "problems": [problem.describe() for problem in self.problems[:shown]], "notes": self.notes}
 
 
-def load_samples(path: str | Path, *, image_root: str | Path | None = None, strict: bool = True) -> LoadResult:
+def load_samples(path: str | Path, *, image_root: str | Path | None = None, strict: bool = True,
+                 duplicate_ids: DuplicateIds = "skip") -> LoadResult:
     """Load every sample at `path`; see the module docstring for formats and for `image_root`.
 
     strict: the first bad row raises `DataError`; otherwise bad rows are skipped,
-    counted in `skipped` and described in `problems`.
+    counted in `skipped` and described in `problems`. A repeated id is an error
+    in strict mode or with `duplicate_ids="error"`, naming both rows; otherwise
+    the later sample is a counted skip.
     """
-    rows = _rows(path, image_root)
     samples: list[Sample] = []
     problems: list[RowProblem] = []
-    for item in rows:
+    first_seen: dict[str, RowSamples] = {}
+    unread: Counter[str] = Counter()
+    for item in _rows(path, image_root):
         if isinstance(item, RowProblem):
             if strict:
                 raise DataError.from_problem(item)
             problems.append(item)
-        else:
-            samples.extend(item)
-    return LoadResult(samples=samples, skipped=len(problems), problems=problems)
+            continue
+        unread.update(item.unread)
+        for sample in item.samples:
+            first = first_seen.setdefault(sample.id, item)
+            if first is item:
+                samples.append(sample)
+                continue
+            problem = RowProblem(file=item.file, row=item.row, unit=item.unit, field="id",
+                                 message=f"duplicate id {sample.id!r}, first seen at {first.where()}")
+            if strict or duplicate_ids == "error":
+                raise DataError(f"{problem.describe()}: ids must be unique (fix one of the two rows)", problem)
+            problems.append(problem)
+    notes = [unread_note(path, name, count) for name, count in unread.items()]
+    return LoadResult(source=str(path), samples=samples, skipped=len(problems), problems=problems, notes=notes)
 
 
-def _rows(path: str | Path, image_root: str | Path | None) -> Iterator[list[Sample] | RowProblem]:
+def unread_note(path: str | Path, name: str, rows: int) -> str:
+    """Where gaptune reads what a user put in a top-level field it ignores."""
+    target = "skills" if name == "skills" else "steps"
+    return (f"{path}: {rows} row(s) have a top-level {name!r} field, which gaptune does not read; gold rationale "
+            f"steps and skills go under the row's {GAPTUNE_KEY!r} key ({GAPTUNE_KEY}.{target}; see docs/data.md)")
+
+
+def _rows(path: str | Path, image_root: str | Path | None) -> Iterator[RowSamples | RowProblem]:
     text = str(path)
     if text.startswith(HF_SCHEME):
         name, _, split = text.removeprefix(HF_SCHEME).partition(":")
@@ -129,7 +170,7 @@ def sample_from_flat_row(row: dict[str, Any], *, images: list[str], default_id: 
         raise RowError(".".join(str(part) for part in first["loc"]), first["msg"]) from error
 
 
-def _imagefolder_rows(folder: Path) -> Iterator[list[Sample] | RowProblem]:
+def _imagefolder_rows(folder: Path) -> Iterator[RowSamples | RowProblem]:
     metadata = folder / IMAGEFOLDER_METADATA
     with unreadable_as_data_error(metadata), metadata.open("r", encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
@@ -147,7 +188,12 @@ def _imagefolder_rows(folder: Path) -> Iterator[list[Sample] | RowProblem]:
             except RowError as error:
                 yield _problem(metadata, line_number, "line", error.field, error.message)
             else:
-                yield [sample]
+                yield RowSamples(file=str(metadata), row=line_number, unit="line", samples=[sample],
+                                 unread=_unread_flat(row))
+
+
+def _unread_flat(row: dict[str, Any]) -> list[str]:
+    return [name for name in RATIONALE_LIKE if name in row and name not in _FLAT_FIELDS]
 
 
 def _problem(file: Path | str, row: int, unit: Literal["line", "index"], field: str, message: str) -> RowProblem:
@@ -179,7 +225,7 @@ def _cache_root(image_root: str | Path | None) -> Path:
     return cache_dir() / "images"
 
 
-def _dataset_rows(dataset: Any, label: str, source: str, image_dir: Path) -> Iterator[list[Sample] | RowProblem]:
+def _dataset_rows(dataset: Any, label: str, source: str, image_dir: Path) -> Iterator[RowSamples | RowProblem]:
     """Rows as Arrow data, so images arrive as stored bytes and are never decoded to pixels here.
 
     `source` ("name:split", or the saved folder's name) also prefixes ids of rows without one.
@@ -189,7 +235,10 @@ def _dataset_rows(dataset: Any, label: str, source: str, image_dir: Path) -> Ite
     for batch in dataset.with_format("arrow").iter(batch_size=256):
         for row in batch.to_pylist():
             try:
-                yield _dataset_samples(row, index, image_columns, image_dir, source)
+                unread = _unread_flat(row) if "conversations" not in row else \
+                    [name for name in RATIONALE_LIKE if name in row]
+                yield RowSamples(file=label, row=index, samples=_dataset_samples(row, index, image_columns, image_dir,
+                                                                                 source), unread=unread)
             except RowError as error:
                 yield _problem(label, index, "index", error.field, error.message)
             index += 1
@@ -240,4 +289,4 @@ def _stored_image(value: Any, field: str, image_dir: Path) -> str:
     return str(target)
 
 
-__all__ = ["DataError", "LoadResult", "RowProblem", "load_samples", "sample_from_flat_row"]
+__all__ = ["DataError", "DuplicateIds", "LoadResult", "RowProblem", "load_samples", "sample_from_flat_row"]

@@ -88,9 +88,11 @@ class _Commands(TyperGroup):
 
 app = typer.Typer(help="Adapt a multimodal model to a task by tuning on the skills it lacks.", no_args_is_help=True,
                   cls=_Commands)
+data_app = typer.Typer(help="Check a data file the way a run would read it.", no_args_is_help=True)
 world_app = typer.Typer(help="The built-in synthetic world and its tiny student.", no_args_is_help=True)
 pool_app = typer.Typer(help="Pool annotation and indexing.", no_args_is_help=True)
 bench_app = typer.Typer(help="Experiments that test the method's claims.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 app.add_typer(world_app, name="world")
 app.add_typer(pool_app, name="pool")
 app.add_typer(bench_app, name="bench")
@@ -150,7 +152,7 @@ def _run_directory(path: Path) -> RunDir:
 @app.command()
 def run(config: ConfigArg = None, run_dir: Annotated[Path | None, typer.Option(help="where the run writes everything")] = None,
         set_: SetOpt = []) -> None:  # noqa: B006
-    """Run the adaptation loop (with no config: the built-in world, tiny student, reference teacher)."""
+    """Run the adaptation loop (with no config: the built-in world, tiny student, the label-blind reader teacher)."""
     from gaptune.graph.runner import run as start_run
 
     resolved = _config(config, set_)
@@ -319,6 +321,43 @@ def eval_(config: ConfigArg = None,
     console.print(table)
 
 
+@data_app.command("check")
+def data_check(file: Annotated[str, typer.Argument(help="a LLaVA JSON/JSONL file, an image folder or a saved dataset")],
+               image_root: Annotated[Path | None, typer.Option(help="where relative image paths start")] = None,
+               shown: Annotated[int, typer.Option(help="problems listed (all are counted)")] = 50) -> None:
+    """What gaptune would read from FILE: samples, gold steps and skills, and every row it would skip and why.
+
+    Exit 0 when every row reads; 2 when some would be skipped (as a pool) or stop a run (as a task split).
+    """
+    from collections import Counter
+
+    from gaptune.data.loaders import load_samples
+
+    result = load_samples(file, image_root=image_root, strict=False)
+    samples = result.samples
+    with_steps = [s for s in samples if s.steps]
+    skills = Counter(step.skill for s in with_steps for step in s.steps or [])
+    skills.update(skill for s in samples for skill in s.skills)
+    console.print(f"{file}: {len(samples)} samples; {len(with_steps)} with gold rationale steps "
+                  f"({sum(len(s.steps or []) for s in with_steps)} steps); {sum(bool(s.images) for s in samples)} "
+                  f"with images; {sum(bool(s.choices) for s in samples)} multiple-choice")
+    if skills:
+        console.print("skills: " + ", ".join(f"{name} {count}" for name, count in skills.most_common()))
+    if samples:
+        first = samples[0]
+        console.print(f"first sample: id {first.id!r}, question {first.question!r}, answer {first.answer!r}, "
+                      f"{len(first.steps or [])} steps")
+    for note in result.notes:
+        console.print(f"[yellow]note: {note}[/]")
+    for problem in result.problems[:shown]:
+        console.print(f"[red]skip[/] {problem.describe()}")
+    if result.skipped > shown:
+        console.print(f"... and {result.skipped - shown} more")
+    if result.skipped:
+        raise UserError(f"{file}: {result.skipped} rows or duplicate ids would be skipped in a pool, and stop a run "
+                        "as a task split (listed above)")
+
+
 @world_app.command("student")
 def world_student(force: Annotated[bool, typer.Option(help="build from the recipe even when cached or shipped")] = False,
                   verify: Annotated[bool, typer.Option(help="rebuild the shipped student from its recipe and compare")] = False,
@@ -372,10 +411,16 @@ def pool_annotate(config: Path, out: Annotated[Path, typer.Option(help="annotate
                   set_: SetOpt = []) -> None:  # noqa: B006
     """Have the annotator teacher write the skills each pool sample teaches (cached, resumable)."""
     from gaptune.agents.annotator import annotate_pool
+    from gaptune.agents.llm.server_check import check_server
+    from gaptune.agents.teacher_config import http_teachers
     from gaptune.data.llava_format import write_llava
     from gaptune.graph.resources import Resources
 
     resolved = _config(config, set_)
+    if resolved.teacher.check_servers:
+        for role, backend in http_teachers(resolved.teacher):
+            if role == "teacher.annotator":
+                check_server(backend, role=role)
     res = Resources(resolved, _scratch_run(), console=console)
     report_ = annotate_pool(res.pool.values(), resolved.teacher, cache_dir=res.cache_dir / "teacher")
     written = write_llava(report_.samples, out)

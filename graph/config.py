@@ -72,7 +72,10 @@ class PoolConfig(BaseModel):
     path: str | None = None
     image_root: str | None = None
     size: int = DEFAULT_POOL_SIZE
+    # strict: the first bad row stops the load; else bad rows are counted skips.
     strict: bool = False
+    # A repeated sample id: skip the later one (counted, both rows named in metrics), or stop with an error.
+    duplicate_ids: Literal["skip", "error"] = "skip"
     # Pool families (Sample.task) left out, e.g. the one sharing the target's question template.
     exclude_families: list[str] = Field(default_factory=list)
 
@@ -100,6 +103,9 @@ class RunConfig(BaseModel):
     max_rounds: int = Field(default=3, ge=1)
     patience: int = Field(default=2, ge=1)
     min_delta: float = Field(default=0.01, ge=0.0)
+    # if-not-worse: a round's best candidate replaces the adapter in use only at equal or higher val
+    # accuracy (else the round keeps the previous one, and counts towards the plateau); always: it does.
+    replace_adapter: Literal["if-not-worse", "always"] = "if-not-worse"
     # 800 a round: on the embedded default, counting needs ~2,000 targeted
     # samples before it moves; 300 a round left every arm near the base.
     round_budget: int = Field(default=800, ge=1)
@@ -142,15 +148,42 @@ class RunConfig(BaseModel):
         return self
 
 
+_PHRASES = {
+    "int_parsing": "not an integer", "int_type": "not an integer", "int_from_float": "not an integer",
+    "float_parsing": "not a number", "float_type": "not a number", "bool_parsing": "not a boolean",
+    "bool_type": "not a boolean", "string_type": "not a string", "list_type": "not a list",
+    "dict_type": "not a mapping", "model_type": "not a mapping of keys", "missing": "missing (required)",
+}
+_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    """`teacher.critics[0].model`: the dotted key a user writes in YAML or `--set`."""
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else f".{part}" if key else str(part)
+    return key
+
+
+def _problem(problem: Any) -> str:
+    """One validation problem as `key: what` (no key for checks across fields, whose message names them)."""
+    kind, key, given = problem["type"], _key(problem["loc"]), problem.get("input")
+    if kind == "extra_forbidden":
+        return f"unknown key {key!r}"
+    if kind in _BOUNDS:
+        bound = next(iter(problem["ctx"].values()))
+        what = f"must be {_BOUNDS[kind]} {bound} (got {given!r})"
+    elif kind in _PHRASES:
+        what = _PHRASES[kind] + (f" ({given!r})" if kind != "missing" and not isinstance(given, dict | list) else "")
+    else:
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        what = message[:1].lower() + message[1:] + (f" (got {given!r})" if kind == "literal_error" else "")
+    return f"{key}: {what}" if key and not what.startswith(key) else what
+
+
 def _describe(error: ValidationError, source: str) -> str:
-    lines = [f"invalid config ({source}):"]
-    for problem in error.errors():
-        key = ".".join(str(part) for part in problem["loc"]) or "<root>"
-        if problem["type"] == "extra_forbidden":
-            lines.append(f"  unknown key {key!r}")
-        else:
-            lines.append(f"  {key}: {problem['msg']}")
-    return "\n".join(lines)
+    """Every problem of a config on one line: `invalid config (source): max_rounds: not an integer ('abc'); ...`."""
+    return f"invalid config ({source}): " + "; ".join(_problem(problem) for problem in error.errors())
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
@@ -169,7 +202,19 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r}: expected key=value, e.g. selection=random")
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as error:
+        raise ConfigError(_yaml_problem(f"override {text!r}", error).replace(":1:", " column ", 1)) from error
+
+
+def _yaml_problem(source: str, error: yaml.YAMLError) -> str:
+    """`FILE:LINE:COL: what` (1-based, as editors count), PyYAML's multi-line marker left to --debug."""
+    mark = getattr(error, "problem_mark", None)
+    what = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context = getattr(error, "context", None)
+    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+    return f"{where}: invalid YAML: {what}" + (f" ({context})" if context else "")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
@@ -183,7 +228,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except FileNotFoundError as error:
             raise ConfigError(f"config file {source!r} does not exist") from error
         except yaml.YAMLError as error:
-            raise ConfigError(f"config file {source!r} is not valid YAML: {error}") from error
+            raise ConfigError(_yaml_problem(source, error)) from error
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {source!r}: expected a mapping of keys at the top level")
         data = loaded or {}

@@ -43,7 +43,8 @@ class Effect(_View):
 
     Every candidate of the round trains on the round's cumulative selection, so
     the sample entered each of `candidates`; `chosen` is the one the round kept
-    (None while the round has not finished). `val_before` is the model the
+    (None while the round has not `finished`, and when it kept the previous
+    adapter because no candidate matched its val accuracy). `val_before` is the model the
     round started from (the base student for round 1), `val_after` the kept
     candidate's. Later rounds train on the cumulative set too:
     `also_trained_in` lists them.
@@ -51,6 +52,7 @@ class Effect(_View):
 
     round: int
     candidates: list[CandidateResult]
+    finished: bool
     chosen: str | None
     val_before: float | None
     val_after: float | None
@@ -198,7 +200,8 @@ def _effect(events: list[Event], round_: int) -> Effect | None:
         return None
     choice = _one(events, "choose", round_)
     later = sorted({e["round"] for e in _by_node(events, "train") if e["round"] > round_})
-    return Effect(round=round_, candidates=candidates, chosen=choice["output"]["chosen"] if choice else None,
+    return Effect(round=round_, candidates=candidates, finished=choice is not None,
+                  chosen=choice["output"]["chosen"] if choice else None,
                   val_before=_val_after(events, round_ - 1), val_after=_val_after(events, round_) if choice else None,
                   also_trained_in=later)
 

@@ -20,8 +20,9 @@ from gaptune.agents.gap_profile import diagnosis_score, gap_profile, true_skill
 from gaptune.agents.judge import decide
 from gaptune.agents.llm.errors import TeacherError
 from gaptune.agents.retriever import merge_gaps, search_gap, split_budget
+from gaptune.agents.teacher_health import CaseFault, check_round
 from gaptune.data.records import Critique, Selection, Usage, usage_totals
-from gaptune.graph.plateau import best_candidate, plateau_update, stop_reason
+from gaptune.graph.plateau import best_candidate, plateau_update, replaces_incumbent, stop_reason
 from gaptune.graph.resources import Resources
 from gaptune.graph.state import (
     CandidateResult,
@@ -75,7 +76,7 @@ def probe(state: LoopState, runtime: Context) -> ProbeUpdate:
     res.trace.record(f"r{round_}/probe", round_=round_, node="probe", agent="evaluator",
                      inputs={"adapter": state.get("current_adapter"), "samples": len(evaluation.attempts)},
                      output={"accuracy": evaluation.accuracy, "wrong_cases": wrong})
-    update = ProbeUpdate(round=round_, wrong_cases=wrong, critique_candidates=Overwrite([]),
+    update = ProbeUpdate(round=round_, wrong_cases=wrong, critics=list(res.critics), critique_candidates=Overwrite([]),
                          teacher_faults=Overwrite([]), gap_hits=Overwrite([]), candidates=Overwrite([]),
                          critiques=[], gaps={}, diagnosis={}, selected=[])
     if not wrong and res.config.selection == "error-driven":
@@ -83,28 +84,44 @@ def probe(state: LoopState, runtime: Context) -> ProbeUpdate:
     return update
 
 
-def route_cases(state: LoopState, runtime: Context) -> list[Send] | str:
-    """One critique branch per (wrong case, critic): the teacher ensemble runs in parallel."""
+def route_cases(state: LoopState) -> list[Send] | str:
+    """One critique branch per (wrong case, critic) not answered yet: the teacher ensemble runs in parallel.
+
+    Pure on the state, so a resumed run that retries a round's failed cases
+    (`runner.resume`) sends exactly the pairs still missing a critique.
+    """
     if state.get("stop_reason"):
         return "finish"
+    answered = {(c["critique"].sample_id, c["critic"]) for c in state.get("critique_candidates", [])}
     return [Send("critique", CritiqueTask(round=state["round"], case=case, critic=name))
-            for case in state["wrong_cases"] for name in runtime.context.critics]
+            for case in state["wrong_cases"] for name in state["critics"] if (case, name) not in answered]
 
 
 def critique(task: CritiqueTask, runtime: Context) -> CritiqueUpdate:
-    """One critic on one wrong case: the first wrong step and the missing skill, or a counted fault."""
+    """One critic on one wrong case: the first wrong step and the missing skill, or a counted fault.
+
+    A critic that failed `teacher.fail_fast_after` cases in a row this round is
+    not asked again this round: the case is recorded as its fault at once.
+    """
     res = runtime.context
     round_, case, name = task["round"], task["case"], task["critic"]
     sample = res.probe_by_id[case]
     attempt = res.probe_attempts(round_)[case]
     started = time.perf_counter()
     event_id = f"r{round_}/critique/{case}/{name}"
+    blocked = res.fail_fast.blocked(round_, name)
     try:
+        if blocked is not None:
+            raise blocked
         result = res.critics[name].critique(sample, attempt)
     except TeacherError as error:
+        if blocked is None:
+            res.fail_fast.record(round_, name, error)
         res.trace.record(event_id, round_=round_, node="critique", agent=name, inputs={"case": case},
                          output={"fault": error.kind, "message": str(error)}, latency_s=time.perf_counter() - started)
-        return {"teacher_faults": [TeacherFault(case=case, critic=name, kind=error.kind, usage=error.usage)]}
+        return {"teacher_faults": [TeacherFault(case=case, critic=name, kind=error.kind, message=str(error),
+                                                usage=error.usage)]}
+    res.fail_fast.record(round_, name, None)
     res.trace.record(event_id, round_=round_, node="critique", agent=name,
                      inputs={"case": case, "student_output": attempt.output}, output=result.model_dump(),
                      model=result.usage.model, latency_s=time.perf_counter() - started)
@@ -116,6 +133,11 @@ def judge(state: LoopState, runtime: Context) -> JudgeUpdate:
     """One critique per case: the judge (or agreement voting) picks when several critics answered."""
     res = runtime.context
     round_ = state["round"]
+    faults = state.get("teacher_faults", [])
+    check_round([CaseFault(critic=f["critic"], kind=f["kind"], message=f.get("message", "")) for f in faults],
+                cases=len(state["wrong_cases"]), critics={name: c.where for name, c in res.critics.items()},
+                round_=round_, max_failed_share=res.config.teacher.max_failed_share,
+                resume_hint=f"continue with `gaptune resume {res.run.root}` (it retries the failed cases)")
     order = list(res.critics)
     by_case: dict[str, list[Critique]] = defaultdict(list)
     truth: dict[tuple[str, str], str | None] = {}
@@ -261,28 +283,39 @@ def train(task: TrainTask, runtime: Context) -> TrainUpdate:
 
 
 def choose(state: LoopState, runtime: Context) -> ChooseUpdate:
-    """Keep the candidate with the best val accuracy, measure test, decide whether to go on."""
+    """Keep the candidate with the best val accuracy if it is not worse than the adapter in use; decide whether to go on."""
     res = runtime.context
     round_, config = state["round"], res.config
     best, why = best_candidate(state["candidates"], config.trainer.candidates)
-    test = res.evaluate(best["adapter"], "test")
-    res.save_attempts(res.run.attempts(round_, "test"), test.attempts)
-    best_val, stale = plateau_update(state["best_val"], state["stale_rounds"], best["val_acc"], config.min_delta)
+    incumbent = state["history"][-1]
+    replaced = replaces_incumbent(best["val_acc"], incumbent["val_acc"], config.replace_adapter)
+    adapter: str | None
+    if replaced:
+        test = res.evaluate(best["adapter"], "test")
+        res.save_attempts(res.run.attempts(round_, "test"), test.attempts)
+        val_acc, test_acc, train_size, adapter = best["val_acc"], test.accuracy, best["train_size"], best["adapter"]
+    else:
+        why = (f"kept the previous adapter: the best candidate, {best['candidate']}, reached val {best['val_acc']:.3f}"
+               f" < {incumbent['val_acc']:.3f} (replace_adapter: {config.replace_adapter})")
+        val_acc, test_acc, train_size = incumbent["val_acc"], incumbent["test_acc"], incumbent["train_size"]
+        adapter = state.get("current_adapter")
+    best_val, stale = plateau_update(state["best_val"], state["stale_rounds"], val_acc, config.min_delta)
     usages = [c["critique"].usage for c in state.get("critique_candidates", [])]
     usages += [c["judge_usage"] for c in state.get("critiques", [])]
     usages += [f["usage"] for f in state.get("teacher_faults", [])]
-    record = RoundRecord(round=round_, val_acc=best["val_acc"], test_acc=test.accuracy, train_size=best["train_size"],
-                         gaps=state.get("gaps", {}), chosen=best["candidate"], why=why,
+    record = RoundRecord(round=round_, val_acc=val_acc, test_acc=test_acc, train_size=train_size,
+                         gaps=state.get("gaps", {}), chosen=best["candidate"] if replaced else None, why=why,
                          candidates={c["candidate"]: c["val_acc"] for c in state["candidates"]},
                          teacher_usage=usage_totals(usages, failed_cases=len(state.get("teacher_faults", []))),
                          diagnosis=state.get("diagnosis", {}))
     reason = stop_reason(round_=round_, max_rounds=config.max_rounds, stale_rounds=stale, patience=config.patience,
                          used=len(state.get("used", [])), budget=config.budget, selection=config.selection)
     res.trace.record(f"r{round_}/choose", round_=round_, node="choose", agent="selector",
-                     inputs={"candidates": [c["candidate"] for c in state["candidates"]]},
-                     output={"chosen": best["candidate"], "why": why, "val_acc": best["val_acc"],
-                             "test_acc": test.accuracy, "stop_reason": reason})
-    return {"history": [*state["history"], record], "current_adapter": best["adapter"], "best_val": best_val,
+                     inputs={"candidates": [c["candidate"] for c in state["candidates"]],
+                             "incumbent_val_acc": incumbent["val_acc"]},
+                     output={"chosen": record["chosen"], "why": why, "val_acc": val_acc, "test_acc": test_acc,
+                             "stop_reason": reason})
+    return {"history": [*state["history"], record], "current_adapter": adapter, "best_val": best_val,
             "stale_rounds": stale, "stop_reason": reason}
 
 

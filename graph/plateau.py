@@ -1,4 +1,4 @@
-"""The loop's decisions after training: which candidate to keep, and whether to go on.
+"""The loop's decisions after training: which candidate to keep, whether it replaces the adapter in use, whether to go on.
 
 Stopping: validation plateau, budget, round limit, or nothing left to fix.
 """
@@ -18,6 +18,16 @@ def best_candidate(results: Sequence[CandidateResult], order: Sequence[str]) -> 
     if len(ranked) > 1:
         why += " among " + ", ".join(f"{c['candidate']}={c['val_acc']:.3f}" for c in ranked)
     return best, why
+
+
+def replaces_incumbent(candidate_val: float, current_val: float, rule: str) -> bool:
+    """Whether the round's best candidate replaces the adapter in use (the base student in round 1).
+
+    `if-not-worse`: only at equal or higher val accuracy, so a round can never
+    leave the student worse on val than it started; `always`: every round's
+    best candidate is kept (an experiment measuring one round's data).
+    """
+    return rule == "always" or candidate_val >= current_val
 
 
 def plateau_update(best_val: float, stale_rounds: int, val_acc: float, min_delta: float) -> tuple[float, int]:

@@ -14,7 +14,7 @@ from gaptune.data.atomic import write_text_atomic
 from gaptune.graph.run_dir import RunDir
 
 
-def metrics_from_state(config: Any, state: dict[str, Any]) -> dict[str, Any]:
+def metrics_from_state(config: Any, state: dict[str, Any], data_files: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "task": config.task.name,
         "selection": config.selection,
@@ -27,11 +27,13 @@ def metrics_from_state(config: Any, state: dict[str, Any]) -> dict[str, Any]:
         ],
         # The selected sample ids (pool or ceiling), in selection order: what an arm trained on beside the probe.
         "used": state.get("used", []),
+        # Per config key of a user's data file: samples read, rows or duplicate ids skipped, the first problems.
+        "data": data_files or {},
     }
 
 
 def write_metrics_and_report(res: Any, state: dict[str, Any]) -> None:
-    metrics = metrics_from_state(res.config, state)
+    metrics = metrics_from_state(res.config, state, res.data_report())
     res.run.write_json(res.run.metrics, metrics)
     write_report(res.run, metrics)
 
@@ -93,8 +95,9 @@ def report_markdown(metrics: dict[str, Any]) -> str:
         f"Test accuracy: {rounds[0]['test_acc']:.3f} (base) -> {rounds[-1]['test_acc']:.3f} (round {rounds[-1]['round']}). "
         "Test accuracy is measured every round and never used for a decision.",
         "",
-        "| round | val | test | train size | chosen | gaps targeted | teacher calls | tokens in/out | cost (USD) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| round | val | test | train size | chosen | gaps targeted | teacher calls | tokens in/out | cost (USD) "
+        "| cases skipped / faults |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rounds:
         gaps = ", ".join(f"{g} {n}" for g, n in r["gaps"].items()) or "-"
@@ -102,11 +105,27 @@ def report_markdown(metrics: dict[str, Any]) -> str:
         lines.append(
             f"| {r['round']} | {r['val_acc']:.3f} | {r['test_acc']:.3f} | {r['train_size']} | {r['chosen'] or '-'} | "
             f"{gaps} | {int(usage.get('calls', 0))} | {int(usage.get('tokens_in', 0))}/{int(usage.get('tokens_out', 0))} | "
-            f"{_cost(usage)} |"
+            f"{_cost(usage)} | {int(usage.get('failed_cases') or 0)} / {int(usage.get('faults') or 0)} |"
         )
     lines += ["", "![accuracy per round](accuracy.png)", "", "![gap profile per round](gaps.png)", "",
               "Round r's gaps are the errors of round r-1's model on the probe split: what round r's data targeted.",
               "Ask `gaptune trace RUN_DIR --sample ID` why any sample was trained on."]
     for r in rounds[1:]:
         lines.append(f"\n**Round {r['round']}**: {r['why']}")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *_data_lines(metrics.get("data", {}))]) + "\n"
+
+
+def _data_lines(files: dict[str, Any]) -> list[str]:
+    """The user's data files: what was read and what was skipped, so no skipped row goes unseen."""
+    if not files:
+        return []
+    lines = ["", "## Data", "", "| file (config key) | samples | skipped |", "|---|---|---|"]
+    lines += [f"| {f['file']} ({key}) | {f['samples']} | {f['skipped']} |" for key, f in files.items()]
+    for key, f in files.items():
+        shown = f["problems"]
+        if shown:
+            more = f["skipped"] - len(shown)
+            lines += ["", f"Skipped in {key}:", *(f"- {problem}" for problem in shown)]
+            lines += [f"- ... and {more} more (all of them in trace.jsonl)"] if more > 0 else []
+        lines += [f"\nNote: {note}" for note in f["notes"]]
+    return lines

@@ -20,10 +20,13 @@ from rich.console import Console
 from gaptune.agents.critics import Critic, build_critics
 from gaptune.agents.judge import Judge, build_judge
 from gaptune.agents.llm.http_client import Limiter, request_limiter
+from gaptune.agents.llm.server_check import check_server
+from gaptune.agents.teacher_config import http_teachers
+from gaptune.agents.teacher_health import FailFast
 from gaptune.data.atomic import write_text_atomic
 from gaptune.data.attempt import Attempt
 from gaptune.data.errors import ConfigError
-from gaptune.data.loaders import load_samples
+from gaptune.data.loaders import DuplicateIds, load_samples
 from gaptune.data.sample import Sample
 from gaptune.data.world.families import SKILL_DESCRIPTIONS
 from gaptune.data.world.world import CEILING_START, DRAW_STRIDE, task_split
@@ -39,14 +42,6 @@ from gaptune.training.in_context import pick_demonstrations
 from gaptune.training.lora_trainer import load_adapted, read_adapter_info
 from gaptune.training.served import ServedStudent
 from gaptune.training.tiny_student import build_tiny_student
-
-
-def _load_split(config: RunConfig, split: str) -> list[Sample]:
-    task = config.task
-    if task.world is not None:
-        start = 0 if split == "test" else task.draw * DRAW_STRIDE
-        return task_split(task.world, split, config.world_seed, getattr(task, f"{split}_size"), start=start)
-    return load_samples(getattr(task, split), image_root=task.image_root, strict=True).samples
 
 
 def _in_mining_part(sample_id: str, fraction: float) -> bool:
@@ -77,6 +72,8 @@ class Resources:
     _index_lock: threading.Lock = field(default_factory=threading.Lock)
     _attempts_lock: threading.Lock = field(default_factory=threading.Lock)
     _loaded: tuple[str | None, Any, Any] | None = None
+    # Per config key (task.probe, pool.path, ...): what loading the user's file skipped and noted.
+    data_files: dict[str, dict[str, Any]] = field(default_factory=dict)
     _probe_attempts: tuple[int, dict[str, Attempt]] | None = None
 
     @cached_property
@@ -93,9 +90,42 @@ class Resources:
             return Path(self.config.student.path)
         return build_tiny_student(self.cache_dir, self.config.student.tiny)
 
+    def _load_file(self, key: str, path: str, *, image_root: str | None, strict: bool = True,
+                   duplicate_ids: DuplicateIds = "skip") -> list[Sample]:
+        """A user's data file named by config `key`: loaded, its skips and notes kept for metrics and shown."""
+        result = load_samples(path, image_root=image_root, strict=strict, duplicate_ids=duplicate_ids)
+        self.data_files[key] = result.summary()
+        if result.skipped:
+            self.console.print(f"[yellow]{key}: skipped {result.skipped} bad rows or duplicate ids of {path}[/]")
+            self.trace.record(f"load/{key}", round_=0, node="load_data", agent="loader", inputs={"path": path},
+                              output={"skipped": result.skipped,
+                                      "problems": [p.describe() for p in result.problems[:50]]})
+        for note in result.notes:
+            self.console.print(f"[yellow]note: {note}[/]")
+        return result.samples
+
+    def data_report(self) -> dict[str, dict[str, Any]]:
+        """Per config key, what loading each of the run's data files read and skipped (`LoadResult.summary`).
+
+        Loads what this process has not loaded yet (a resumed run may never
+        have needed the pool), so a resumed run reports what an uninterrupted one does.
+        """
+        self.splits  # noqa: B018 - loading is the point: the cached property records the file's summary
+        self.pool  # noqa: B018
+        if self.config.selection == "ceiling":
+            self.ceiling_samples  # noqa: B018
+        return dict(self.data_files)
+
+    def _load_split(self, split: str) -> list[Sample]:
+        task = self.config.task
+        if task.world is not None:
+            start = 0 if split == "test" else task.draw * DRAW_STRIDE
+            return task_split(task.world, split, self.config.world_seed, getattr(task, f"{split}_size"), start=start)
+        return self._load_file(f"task.{split}", getattr(task, split), image_root=task.image_root)
+
     @cached_property
     def splits(self) -> dict[str, list[Sample]]:
-        splits = {split: _load_split(self.config, split) for split in ("probe", "val", "test")}
+        splits = {split: self._load_split(split) for split in ("probe", "val", "test")}
         for split, samples in splits.items():
             if not samples:
                 raise ConfigError(f"task split {split!r} is empty; every split needs labelled samples")
@@ -129,7 +159,7 @@ class Resources:
             start = CEILING_START + task.draw * DRAW_STRIDE
             samples = task_split(task.world, "probe", self.config.world_seed, self.config.budget, start=start)
         elif task.ceiling is not None:
-            samples = load_samples(task.ceiling, image_root=task.image_root, strict=True).samples
+            samples = self._load_file("task.ceiling", task.ceiling, image_root=task.image_root)
         else:
             raise ConfigError("selection: ceiling needs task.ceiling, a file of true target-task samples")
         return {s.id: s for s in samples}
@@ -156,14 +186,9 @@ class Resources:
         excluded = set(self.config.pool.exclude_families)
         if self.config.pool.path is None:
             return _world_pool(self.config.world_seed, self.config.pool.size, tuple(sorted(excluded)))
-        result = load_samples(self.config.pool.path, image_root=self.config.pool.image_root, strict=self.config.pool.strict)
-        if result.skipped:
-            self.console.print(f"[yellow]pool: skipped {result.skipped} bad rows of {self.config.pool.path}[/]")
-            self.trace.record("pool/load", round_=0, node="load_pool", agent="loader",
-                              inputs={"path": self.config.pool.path}, output={
-                                  "skipped": result.skipped,
-                                  "problems": [p.describe() for p in result.problems[:50]]})
-        return {s.id: s for s in result.samples if s.task not in excluded}
+        samples = self._load_file("pool.path", self.config.pool.path, image_root=self.config.pool.image_root,
+                                  strict=self.config.pool.strict, duplicate_ids=self.config.pool.duplicate_ids)
+        return {s.id: s for s in samples if s.task not in excluded}
 
     @cached_property
     def skill_vocabulary(self) -> dict[str, str]:
@@ -204,16 +229,38 @@ class Resources:
         return {critic.name: critic for critic in critics}
 
     @cached_property
+    def fail_fast(self) -> FailFast:
+        """Per round and critic, failed cases in a row: past `teacher.fail_fast_after` the rest are not sent."""
+        return FailFast(self.config.teacher.fail_fast_after)
+
+    @cached_property
     def judge(self) -> Judge:
         return build_judge(self.config.teacher, cache_dir=self.cache_dir / "teacher", vocabulary=self.skill_vocabulary,
                            embedding_model=self.config.retrieval.embedding_model, limiter=self.teacher_limiter)
 
     def check_before_work(self) -> None:
-        """Refuse, before any work, what would fail later: a device this machine lacks, a teacher the data cannot feed."""
+        """Refuse, before any work, what would fail later and needs no model to find: a file that is not there,
+        a device this machine lacks, a teacher without its key or server, a teacher the data cannot feed."""
+        self.check_files_exist()
         resolve_device(self.config.trainer.device)
         if self.config.student.path is None:
             resolve_device(self.config.student.tiny.device)
+        if self.config.teacher.check_servers:
+            for role, backend in http_teachers(self.config.teacher):
+                if role != "teacher.annotator":  # the annotator works in `gaptune pool annotate`, not in a run
+                    check_server(backend, role=role)
         self.check_teacher_fits_data()
+
+    def check_files_exist(self) -> None:
+        """Every path the config names, by its key."""
+        config = self.config
+        paths = {"task.probe": config.task.probe, "task.val": config.task.val, "task.test": config.task.test,
+                 "task.ceiling": config.task.ceiling, "task.image_root": config.task.image_root,
+                 "pool.path": config.pool.path, "pool.image_root": config.pool.image_root,
+                 "student.path": config.student.path, "selection_ids": config.selection_ids}
+        for key, path in paths.items():
+            if path is not None and "://" not in path and not Path(path).exists():
+                raise ConfigError(f"{key}: {path} does not exist")
 
     def check_teacher_fits_data(self) -> None:
         """The reference and reader teachers read gold rationale steps: refuse a task without them before any work."""
@@ -222,9 +269,11 @@ class Resources:
         gold_readers = [c.backend for c in backends if c.backend in ("reference", "reader")]
         missing = [s.id for s in self.splits["probe"] if not s.steps]
         if gold_readers and missing:
+            notes = "".join(f" (note: {note})" for note in self.data_files.get("task.probe", {}).get("notes", []))
             raise ConfigError(
                 f"the {gold_readers[0]} teacher needs gold rationale steps, but {len(missing)} probe samples have none "
-                f"(e.g. {missing[0]!r}); configure an LLM critic in teacher.critics (see docs/teachers.md)"
+                f"(e.g. {missing[0]!r}){notes}; add them as docs/data.md shows, or configure an LLM critic in "
+                "teacher.critics (see docs/teachers.md)"
             )
 
     @cached_property

@@ -10,6 +10,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.types import Overwrite
 from rich.console import Console
 
 from gaptune.data.atomic import write_text_atomic
@@ -42,12 +43,23 @@ def _describe(node: str, update: dict[str, Any] | None) -> str:
         record = update["history"][-1]
         stop = f" · stop: {update['stop_reason']}" if update.get("stop_reason") else ""
         scores = f"val {record['val_acc']:.3f} · test {record['test_acc']:.3f}"
-        return f"round {record['round']}: chose {record['chosen']} · {scores}{stop}"
+        return f"round {record['round']}: {_kept(record)} · {scores}{_teacher_faults(record)}{stop}"
     if node == "critique":
         return ""
     if node == "judge":
         return f"{len(update.get('critiques', []))} critiques kept"
+
     return ""
+
+
+def _kept(record: dict[str, Any]) -> str:
+    return f"chose {record['chosen']}" if record["chosen"] else "kept the previous adapter"
+
+
+def _teacher_faults(record: dict[str, Any]) -> str:
+    usage = record.get("teacher_usage") or {}
+    skipped, faults = int(usage.get("failed_cases") or 0), int(usage.get("faults") or 0)
+    return f" · teacher: {skipped} cases skipped, {faults} faults" if skipped or faults else ""
 
 
 def checkpointer(connection: sqlite3.Connection) -> SqliteSaver:
@@ -74,6 +86,8 @@ def _execute(res: Resources, graph_input: LoopState | None) -> dict[str, Any]:
 def run(config: RunConfig, run_dir: str | Path, *, console: Console | None = None) -> dict[str, Any]:
     """Start a new run in `run_dir` (which must not hold one yet) and run it to the end."""
     run = RunDir(Path(run_dir).resolve())
+    if run.root.exists() and not run.root.is_dir():
+        raise RunDirectoryError(f"--run-dir {run.root} is a file; name a new or empty folder")
     if run.checkpoints.exists():
         raise RunDirectoryError(f"{run.root} already holds a run; continue it with `gaptune resume {run.root}` "
                           "or choose another --run-dir")
@@ -93,7 +107,14 @@ def resume(run_dir: str | Path, *, console: Console | None = None) -> dict[str, 
     res = Resources(config, run, console=console or Console())
     res.check_before_work()
     with closing(sqlite3.connect(run.checkpoints, check_same_thread=False)) as connection:
-        snapshot = build_graph(checkpointer(connection)).get_state(THREAD)
+        graph = build_graph(checkpointer(connection))
+        snapshot = graph.get_state(THREAD)
+        if snapshot.next == ("judge",) and snapshot.values.get("teacher_faults"):
+            # Stopped before judging with failed cases (a dead teacher): retry them. As if the round's probe
+            # had just run, but keeping the critiques that succeeded, so only the failed pairs are sent again.
+            graph.update_state(THREAD, {"teacher_faults": Overwrite([])}, as_node="probe")
+            res.console.print(f"retrying {len(snapshot.values['teacher_faults'])} failed critiques of round "
+                              f"{snapshot.values['round']}")
     if not snapshot.next and snapshot.values.get("stop_reason"):
         res.console.print(f"run already finished: {snapshot.values['stop_reason']}")
         return dict(snapshot.values)

@@ -62,6 +62,7 @@ class TeacherFault(TypedDict):
     case: str
     critic: str
     kind: str
+    message: str
     usage: Usage
 
 
@@ -91,6 +92,7 @@ class LoopState(TypedDict, total=False):
     round: int
     current_adapter: str | None
     wrong_cases: list[str]
+    critics: list[str]
     critique_candidates: Annotated[list[CritiqueCandidate], operator.add]
     teacher_faults: Annotated[list[TeacherFault], operator.add]
     critiques: list[JudgedCritique]
@@ -147,6 +149,7 @@ class StartUpdate(TypedDict):
 class ProbeUpdate(TypedDict):
     round: int
     wrong_cases: list[str]
+    critics: list[str]
     critique_candidates: Overwrite
     teacher_faults: Overwrite
     gap_hits: Overwrite
@@ -189,7 +192,7 @@ class TrainUpdate(TypedDict):
 
 class ChooseUpdate(TypedDict):
     history: list[RoundRecord]
-    current_adapter: str
+    current_adapter: str | None
     best_val: float
     stale_rounds: int
     stop_reason: str | None

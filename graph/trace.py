@@ -110,9 +110,12 @@ def _effect_lines(effect: Effect | None, round_: int) -> list[Text]:
         return [Text(f"effect: none yet: the run stopped before round {round_} trained an adapter", style="yellow")]
     lines = [Text.assemble(("effect: ", "bold"), f"entered round {effect.round}'s candidate adapter(s): ",
                            _candidates(effect.candidates))]
-    if effect.chosen is None:
+    if not effect.finished:
         lines.append(Text(f"  round {effect.round} has not chosen an adapter yet (the run stopped mid-round)",
                           style="yellow"))
+    elif effect.chosen is None:
+        lines.append(Text(f"  kept: the previous adapter (no candidate of round {effect.round} matched its val "
+                          f"accuracy); val accuracy {_change(effect.val_before, effect.val_after)}"))
     else:
         kept = any(c.chosen for c in effect.candidates)
         lines.append(Text(f"  kept: {effect.chosen}" + ("" if kept else " (an adapter without this sample)")

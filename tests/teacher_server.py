@@ -54,8 +54,8 @@ class _Server(ThreadingHTTPServer):
 class LocalServer:
     """A stdlib HTTP server on a free local port, serving `_handler()` from a thread while in a `with` block."""
 
-    def __init__(self) -> None:
-        self._server = _Server(("127.0.0.1", 0), self._handler())
+    def __init__(self, *, port: int = 0) -> None:
+        self._server = _Server(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -81,18 +81,22 @@ class FaultServer(LocalServer):
     an empty body), "bad-content" (a valid envelope whose message is not the
     JSON asked for), "timeout" (answers after `hang_s`), "dropped" (closes the
     connection without a reply), "429", "500", "503". After the script, "ok".
+    `GET /v1/models` (the run's health check) answers `models_status`, outside the script.
     429 and 5xx replies carry `retry-after-ms: retry_after_ms` (the header
     OpenAI sends; the client waits that long instead of its own backoff).
     """
 
     def __init__(self, reply: Reply, *, script: list[str] | None = None, latency_s: float = 0.0,
-                 hang_s: float = 3.0, retry_after_ms: int = 10, model: str = "fault-model") -> None:
+                 hang_s: float = 3.0, retry_after_ms: int = 10, model: str = "fault-model",
+                 models_status: int = 200, port: int = 0) -> None:
         self.reply = reply
         self.script = list(script or [])
         self.latency_s = latency_s
         self.hang_s = hang_s
         self.retry_after_ms = retry_after_ms
         self.model = model
+        self.models_status = models_status
+        self.model_list_requests = 0
         self.requests: list[dict[str, Any]] = []
         self.authorizations: list[str] = []
         self.behaviours: list[str] = []
@@ -100,7 +104,7 @@ class FaultServer(LocalServer):
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
-        super().__init__()
+        super().__init__(port=port)
 
     def _next(self, body: dict[str, Any], authorization: str) -> str:
         with self._lock:
@@ -139,6 +143,17 @@ class FaultServer(LocalServer):
                 # the client may give up waiting (the timeout fault): that is the point
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(payload)
+
+            def do_GET(self) -> None:
+                """The model list (a health check): `models_status`, outside the script of chat replies."""
+                server._enter()
+                with server._lock:
+                    server.model_list_requests += 1
+                if server.models_status != 200:
+                    self._send(server.models_status, b'{"error": {"message": "scripted model-list failure"}}')
+                else:
+                    self._send(200, json.dumps({"object": "list", "data": [{"id": server.model, "object": "model"}]})
+                               .encode())
 
             def do_POST(self) -> None:
                 server._enter()

@@ -12,7 +12,6 @@ role (critic, analyst, judge, annotator) gets the same robustness.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -23,8 +22,9 @@ from gaptune.agents.llm.announced import AnnouncedBackend
 from gaptune.agents.llm.errors import TeacherError
 from gaptune.agents.llm.http_client import FaultCountingClient, Limiter, recording, teacher_error
 from gaptune.agents.llm.response_cache import ResponseCache, cache_key
+from gaptune.agents.llm.server_check import OPENAI_API, where
+from gaptune.agents.llm.server_check import api_key as server_key
 from gaptune.agents.teacher_config import HFBackend, OpenAIBackend
-from gaptune.data.errors import UserError
 from gaptune.data.records import Usage
 
 Message = dict[str, Any]
@@ -43,6 +43,8 @@ class ChatBackend(Protocol):
     name: str
     model: str
     vision: bool
+    where: str
+    """The model and its server, as error messages name it (never a key)."""
 
     def complete(self, messages: list[Message], *, max_tokens: int | None = None) -> Completion: ...
 
@@ -81,13 +83,8 @@ class OpenAIChat:
         self.model = config.model
         self.vision = config.vision
         self.name = config.name or f"openai:{config.model}"
-        self.where = f"teacher {config.model!r} at {config.base_url or 'https://api.openai.com/v1'}"
-        api_key = os.environ.get(config.api_key_env)
-        if not api_key and config.base_url is None:
-            raise UserError(f"teacher {config.model!r} calls the OpenAI API, which needs a key: set the environment "
-                            f"variable {config.api_key_env} (named by api_key_env), or set base_url to a local server")
-        # Local servers need no key; the client insists on one, so a placeholder stands in.
-        api_key = api_key or "not-needed"
+        self.where = where(config)
+        api_key = server_key(config)
         self._http = FaultCountingClient(limiter=limiter, timeout=config.timeout_s)
         common: dict[str, Any] = dict(
             model=config.model, base_url=config.base_url, api_key=api_key, temperature=config.temperature,
@@ -187,6 +184,7 @@ class HFCausalLM:
         self.config = config
         self.model = config.model
         self.name = config.name or f"hf:{Path(config.model).name or config.model}"
+        self.where = f"in-process teacher {config.model!r}"
         self.tokenizer, self.lm, self.lock = _load_hf(config)
 
     def _prompt_ids(self, messages: list[Message]) -> list[int]:
@@ -248,7 +246,7 @@ class CachedBackend:
     def __init__(self, inner: ChatBackend, cache: ResponseCache, *, kind: str, params: dict[str, Any]) -> None:
         self.inner = inner
         self.cache = cache
-        self.name, self.model, self.vision = inner.name, inner.model, inner.vision
+        self.name, self.model, self.vision, self.where = inner.name, inner.model, inner.vision, inner.where
         self._identity = {"backend": kind, "model": inner.model, "params": params}
 
     def complete(self, messages: list[Message], *, max_tokens: int | None = None) -> Completion:
@@ -282,8 +280,9 @@ def build_backend(config: OpenAIBackend | HFBackend, *, cache_dir: Path, cache: 
     backend: ChatBackend
     if isinstance(config, OpenAIBackend):
         backend = OpenAIChat(config, limiter=limiter)
-        params: dict[str, Any] = {"temperature": config.temperature, "max_tokens": config.max_tokens,
-                                  "vision": config.vision}
+        # Everything that changes the reply: a cached reply from another server must never stand in for this one's.
+        params: dict[str, Any] = {"base_url": config.base_url or OPENAI_API, "temperature": config.temperature,
+                                  "max_tokens": config.max_tokens, "vision": config.vision}
     else:
         backend = HFCausalLM(config)
         params = {"dtype": config.dtype, "max_new_tokens": config.max_new_tokens}

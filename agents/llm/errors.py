@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from gaptune.data.errors import UserError
 from gaptune.data.records import Usage
 
 FaultKind = Literal["timeout", "rate_limit", "server_error", "malformed", "unreachable"]
@@ -21,3 +22,12 @@ class TeacherError(RuntimeError):
         super().__init__(message)
         self.kind: FaultKind = kind
         self.usage = usage if usage is not None else Usage()
+
+
+class TeacherUnavailable(UserError):
+    """A teacher the run cannot go on without: its server is down, rejects the key, or failed a round's cases.
+
+    Unlike `TeacherError` (one case, counted and skipped) this ends the run with
+    one line naming the teacher, its server and the last fault; the run resumes
+    where it stopped once the teacher is fixed.
+    """

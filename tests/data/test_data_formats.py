@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from gaptune.data.llava_format import GAPTUNE_KEY, llava_row, read_llava, write_llava
+from gaptune.data.llava_format import GAPTUNE_KEY, RowSamples, llava_row, read_llava, write_llava
 from gaptune.data.loaders import load_samples
 from gaptune.data.sample import RationaleStep, Sample
 from gaptune.data.world.world import pool, task_split
@@ -136,5 +136,5 @@ def test_read_llava_streams_rows_of_jsonl(tmp_path: Path) -> None:
         {"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": "a"}]}) for i in range(3)))
     rows = read_llava(data)
     first = next(rows)
-    assert isinstance(first, list) and first[0].id == "0"
-    assert [item[0].question for item in rows if isinstance(item, list)] == ["q1", "q2"]
+    assert isinstance(first, RowSamples) and first.samples[0].id == "0" and (first.row, first.unit) == (1, "line")
+    assert [item.samples[0].question for item in rows if isinstance(item, RowSamples)] == ["q1", "q2"]

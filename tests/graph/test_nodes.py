@@ -8,6 +8,7 @@ import pytest
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send
 
+from gaptune.agents.llm.errors import TeacherError, TeacherUnavailable
 from gaptune.data.attempt import Attempt
 from gaptune.data.records import Critique, Usage, usage_totals
 from gaptune.data.sample import format_reasoning
@@ -46,13 +47,18 @@ def res(tmp_path: Path, cache_dir: Path) -> Resources:
     return _resources(tmp_path, cache_dir, "teacher.critics=[{backend: reader}, {backend: reference}]")
 
 
-def test_route_cases_sends_one_typed_task_per_case_and_critic(res: Resources) -> None:
-    state = LoopState(round=1, wrong_cases=["a", "b"])
-    sends = nodes.route_cases(state, Runtime(context=res))
+def test_route_cases_sends_one_typed_task_per_case_and_critic_not_answered_yet() -> None:
+    state = LoopState(round=1, wrong_cases=["a", "b"], critics=["reader", "reference"])
+    sends = nodes.route_cases(state)
     assert isinstance(sends, list) and all(isinstance(s, Send) and s.node == "critique" for s in sends)
     assert [(s.arg["case"], s.arg["critic"]) for s in sends] == [
         ("a", "reader"), ("a", "reference"), ("b", "reader"), ("b", "reference")]
-    assert nodes.route_cases(LoopState(round=1, wrong_cases=["a"], stop_reason="done"), Runtime(context=res)) == "finish"
+    answered = Critique(sample_id="a", teacher="reader", method="reader/first-wrong", wrong_step=0,
+                        missing_skill="counting", explanation="", usage=Usage())
+    state["critique_candidates"] = [{"critic": "reader", "critique": answered, "true_skill": None}]
+    assert [(s.arg["case"], s.arg["critic"]) for s in nodes.route_cases(state)] == [
+        ("a", "reference"), ("b", "reader"), ("b", "reference")]
+    assert nodes.route_cases(LoopState(round=1, wrong_cases=["a"], critics=["reader"], stop_reason="done")) == "finish"
 
 
 def test_critique_then_judge_keep_one_verdict_per_case_with_its_true_label(res: Resources) -> None:
@@ -159,3 +165,84 @@ def test_probe_training_part_never_holds_mined_samples_and_repeats_on_request(tm
     assert mined | set(trained) == {s.id for s in res.splits["probe"]}
     repeated = _resources(tmp_path / "repeated", cache_dir, "mining=held-out", "probe_repeats=3")
     assert sorted(s.id for s in repeated.probe_training_set) == sorted(trained * 3)
+
+
+class _DeadCritic:
+    """Failure injection: a critic whose server is gone; counts the cases it was asked."""
+
+    name = "dead"
+    where = "teacher 'm' at http://127.0.0.1:9/v1"
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def critique(self, sample: object, attempt: object) -> Critique:
+        self.asked += 1
+        raise TeacherError("unreachable", f"{self.where}: gave up after 2 attempts (unreachable: ConnectError)")
+
+
+def test_a_dead_critic_is_asked_fail_fast_after_times_then_the_judge_stops_the_run(tmp_path: Path, cache_dir: Path) -> None:
+    res = _resources(tmp_path, cache_dir, "teacher.fail_fast_after=3")
+    dead = _DeadCritic()
+    res.__dict__["critics"] = {"dead": dead}
+    attempts = _wrong_attempts(res, 1)
+    runtime = Runtime(context=res)
+    faults = []
+    for attempt in attempts[:6]:
+        faults += nodes.critique({"round": 1, "case": attempt.sample_id, "critic": "dead"}, runtime)["teacher_faults"]
+    assert dead.asked == 3 and len(faults) == 6
+    assert all(f["kind"] == "unreachable" for f in faults) and "not sent" in faults[-1]["message"]
+    state = LoopState(round=1, wrong_cases=[a.sample_id for a in attempts[:6]], critique_candidates=[],
+                      teacher_faults=faults)
+    with pytest.raises(TeacherUnavailable) as caught:
+        nodes.judge(state, runtime)
+    message = str(caught.value)
+    assert "critic 'dead' (teacher 'm' at http://127.0.0.1:9/v1) failed 6 of 6 cases in round 1" in message
+    assert f"gaptune resume {res.run.root}" in message
+
+
+def test_below_the_failed_share_the_judge_keeps_the_answered_cases(res: Resources) -> None:
+    attempts = _wrong_attempts(res, 1)
+    runtime = Runtime(context=res)
+    cases = [a.sample_id for a in attempts[:4]]
+    candidates = [c for case in cases[:3] for c in
+                  nodes.critique({"round": 1, "case": case, "critic": "reader"}, runtime)["critique_candidates"]]
+    fault = {"case": cases[3], "critic": "reader", "kind": "timeout", "message": "slow", "usage": Usage()}
+    state = LoopState(round=1, wrong_cases=cases, critique_candidates=candidates, teacher_faults=[fault])
+    kept = nodes.judge(state, runtime)["critiques"]
+    assert [k["critique"].sample_id for k in kept] == cases[:3]
+
+
+def _candidate(val: float) -> CandidateResult:
+    return CandidateResult(candidate="lora", adapter="rounds/02/lora", val_acc=val, train_size=99, steps=3, final_loss=0.2)
+
+
+def test_a_candidate_worse_than_the_adapter_in_use_does_not_replace_it(res: Resources, monkeypatch: pytest.MonkeyPatch) -> None:
+    evaluated: list[str | None] = []
+    monkeypatch.setattr(res, "evaluate", lambda adapter, split, samples=None: evaluated.append(adapter))
+    previous = {"round": 1, "val_acc": 0.88, "test_acc": 0.836, "train_size": 50, "gaps": {}, "chosen": "lora",
+                "why": "", "candidates": {"lora": 0.88}, "teacher_usage": {}, "diagnosis": {}}
+    state = LoopState(round=2, history=[previous], candidates=[_candidate(0.815)], current_adapter="rounds/01/lora",
+                      best_val=0.88, stale_rounds=0, used=["p"] * 10)
+    update = nodes.choose(state, Runtime(context=res))
+    record = update["history"][-1]
+    assert update["current_adapter"] == "rounds/01/lora" and evaluated == []
+    assert (record["val_acc"], record["test_acc"], record["train_size"], record["chosen"]) == (0.88, 0.836, 50, None)
+    assert record["why"].startswith("kept the previous adapter: the best candidate, lora, reached val 0.815 < 0.880")
+    assert record["candidates"] == {"lora": 0.815} and update["stale_rounds"] == 1
+
+
+@pytest.mark.parametrize(("rule", "val", "replaced"), [("if-not-worse", 0.88, True), ("if-not-worse", 0.879, False),
+                                                       ("always", 0.5, True)])
+def test_the_replace_rule(tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, rule: str, val: float,
+                          replaced: bool) -> None:
+    res = _resources(tmp_path, cache_dir, f"replace_adapter={rule}")
+    monkeypatch.setattr(res, "evaluate", lambda adapter, split, samples=None: evaluation_of([]))
+    monkeypatch.setattr(res, "save_attempts", lambda path, attempts: None)
+    previous = {"round": 0, "val_acc": 0.88, "test_acc": 0.8, "train_size": 0, "gaps": {}, "chosen": None,
+                "why": "base student", "candidates": {}, "teacher_usage": {}, "diagnosis": {}}
+    state = LoopState(round=1, history=[previous], candidates=[_candidate(val)], current_adapter=None, best_val=0.88,
+                      stale_rounds=0, used=[])
+    update = nodes.choose(state, Runtime(context=res))
+    assert (update["current_adapter"] == "rounds/02/lora") is replaced
+    assert (update["history"][-1]["chosen"] == "lora") is replaced

@@ -24,7 +24,8 @@ METRICS = {
     "rounds": [
         _round(0, 0.5, 0.4567, 0, None, {}, {}, "base student"),
         _round(1, 0.61234, 0.65, 160, "lora", {"counting": 12, "comparison": 3},
-               {"calls": 15.0, "tokens_in": 12000.0, "tokens_out": 900.0, "cost_usd": 0.01234}, "lora: highest val"),
+               {"calls": 15.0, "tokens_in": 12000.0, "tokens_out": 900.0, "cost_usd": 0.01234, "faults": 5.0,
+                "failed_cases": 2.0}, "lora: highest val"),
         _round(2, 0.7, 0.7251, 220, "connector", {"counting": 4},
                {"calls": 0.0, "tokens_in": 0.0, "tokens_out": 0.0, "cost_usd": None}, "connector: highest val"),
     ],
@@ -43,9 +44,9 @@ def test_the_headline_names_task_arm_stop_and_base_to_last_test_accuracy() -> No
 def test_one_row_per_round_with_its_values() -> None:
     rows = [line for line in report_markdown(METRICS).splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert rows == [
-        "| 0 | 0.500 | 0.457 | 0 | - | - | 0 | 0/0 | n/a |",
-        "| 1 | 0.612 | 0.650 | 160 | lora | counting 12, comparison 3 | 15 | 12000/900 | 0.0123 |",
-        "| 2 | 0.700 | 0.725 | 220 | connector | counting 4 | 0 | 0/0 | n/a |",
+        "| 0 | 0.500 | 0.457 | 0 | - | - | 0 | 0/0 | n/a | 0 / 0 |",
+        "| 1 | 0.612 | 0.650 | 160 | lora | counting 12, comparison 3 | 15 | 12000/900 | 0.0123 | 2 / 5 |",
+        "| 2 | 0.700 | 0.725 | 220 | connector | counting 4 | 0 | 0/0 | n/a | 0 / 0 |",
     ]
 
 
@@ -76,3 +77,17 @@ def test_metrics_from_state_keeps_every_round_field_and_the_used_ids() -> None:
     assert (metrics["task"], metrics["selection"], metrics["stop_reason"], metrics["used"]) == (
         "compare-counts", "random", "budget spent", ["p1"])
     assert metrics["rounds"] == METRICS["rounds"]
+
+
+def test_skipped_rows_and_notes_of_each_data_file_are_in_the_report() -> None:
+    problems = [f"pool.jsonl line {n}, field 'id': duplicate id 'x', first seen at pool.jsonl line 1" for n in (4, 9)]
+    data = {"pool.path": {"file": "pool.jsonl", "samples": 897, "skipped": 25, "problems": problems,
+                          "notes": ["pool.jsonl: 3 row(s) have a top-level 'rationale' field"]},
+            "task.probe": {"file": "probe.jsonl", "samples": 40, "skipped": 0, "problems": [], "notes": []}}
+    text = report_markdown({**METRICS, "data": data})
+    section = text[text.index("## Data"):]
+    assert "| pool.jsonl (pool.path) | 897 | 25 |" in section and "| probe.jsonl (task.probe) | 40 | 0 |" in section
+    assert all(f"- {problem}" in section for problem in problems)
+    assert "- ... and 23 more (all of them in trace.jsonl)" in section
+    assert "Note: pool.jsonl: 3 row(s) have a top-level 'rationale' field" in section
+    assert "## Data" not in report_markdown(METRICS)
