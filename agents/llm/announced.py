@@ -38,7 +38,7 @@ class AnnouncedBackend:
 
     def __init__(self, inner: ChatBackend) -> None:
         self.inner = inner
-        self.name, self.model, self.vision = inner.name, inner.model, inner.vision
+        self.name, self.model, self.vision, self.where = inner.name, inner.model, inner.vision, inner.where
 
     def _announce(self, operation: str, messages: list[Message], reply: str, usage: Usage, started_ns: int,
                   fault: str | None = None) -> None:
