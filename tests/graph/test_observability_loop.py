@@ -204,7 +204,8 @@ def test_spans_one_per_node_and_per_teacher_call_with_no_key(
     for call in calls:
         parent = parents[call.parent.span_id]
         assert parent.name in ("critique", "judge")
-        assert call.attributes["gaptune.case"] == parent.attributes["gaptune.case"]
+        if parent.name == "critique":  # the judge node covers every case of the round
+            assert call.attributes["gaptune.case"] == parent.attributes["gaptune.case"]
         assert call.attributes["gen_ai.usage.input_tokens"] == 11 and call.attributes["gen_ai.usage.output_tokens"] == 7
         prompt, reply = call.attributes["gaptune.prompt"], call.attributes["gaptune.reply"]
         if parent.name == "critique":
