@@ -139,7 +139,7 @@ def annotate_pool(samples: Iterable[Sample], config: TeacherConfig, *, cache_dir
 
     total = len(samples) if hasattr(samples, "__len__") else None  # type: ignore[arg-type]
     with ThreadPoolExecutor(max_workers=config.max_concurrency) as pool, \
-            tqdm(total=total, desc="annotating pool", unit="sample", disable=not progress) as bar:
+            tqdm(total=total, desc="annotating pool", unit="sample", disable=None if progress else True) as bar:
         # Bounded chunks: a 50,000-sample pool never becomes 50,000 pending futures.
         for chunk in _chunks(samples, 8 * config.max_concurrency):
             for result in pool.map(one, chunk):

@@ -25,7 +25,9 @@ from gaptune.agents.teacher_config import (
     ReaderBackend,
     ReferenceBackend,
     TeacherConfig,
+    WorldBackend,
 )
+from gaptune.agents.world_teacher import world_critic
 from gaptune.data.attempt import Attempt
 from gaptune.data.records import Critique, Usage
 from gaptune.data.sample import Sample
@@ -125,9 +127,11 @@ def _critic(config: BackendConfig, name: str, teacher: TeacherConfig, analyst: S
         return reference
     if isinstance(config, ReaderBackend):
         return StepReaderTeacher(name, locate=config.locate)
+    if isinstance(config, WorldBackend):
+        return world_critic(config, name, delta=teacher.answer_switch_delta, lam=teacher.answer_switch_lambda)
     backend = build_backend(config, cache_dir=cache_dir, cache=teacher.cache, limiter=limiter)
-    method = "prompt" if teacher.method == "reference" else teacher.method
-    return LLMCritic(name, backend, method=method, analyst=analyst,
+    # teacher.method 'reference' with an LLM critic or fallback is refused when the config is read.
+    return LLMCritic(name, backend, method=teacher.method, analyst=analyst,
                      delta=teacher.answer_switch_delta, lam=teacher.answer_switch_lambda)
 
 
@@ -139,6 +143,8 @@ def backend_name(config: BackendConfig) -> str:
         return "reference"
     if isinstance(config, ReaderBackend):
         return "reader" if config.locate == "first-wrong" else f"reader-{config.locate}"
+    if isinstance(config, WorldBackend):
+        return f"world:{Path(config.model).name}"
     return f"{config.backend}:{config.model.rstrip('/').rsplit('/', 1)[-1]}"
 
 

@@ -1,20 +1,13 @@
-"""What drives retrieval in a round: the student's errors, or (for the static arms) the target's gold steps.
+"""The evidence a round's critiques give for a gap profile: the blamed step as written, its gold label, a score.
 
-The profile maps query keys to weights; the retriever splits the budget by
-weight and queries the pool once per key. Keys are canonical skill labels
-(the method) or raw step texts (`retrieval.query: step-text`). The static
-arms build the same kind of profile from the target's gold steps instead of
-the errors, so error-driven and static runs differ only in where the profile
-comes from.
+The profile itself is each selection strategy's (agents/selectors): the
+error-driven one reads the errors, the static one the target's gold steps.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from gaptune.agents.baselines import target_skill_counts, target_step_counts
-from gaptune.agents.retriever import Query
 from gaptune.data.attempt import Attempt
 from gaptune.data.sample import Sample
 
@@ -24,29 +17,6 @@ def wrong_step_text(attempt: Attempt, wrong_step: int | None) -> str:
     if wrong_step is not None and wrong_step < len(attempt.steps):
         return attempt.steps[wrong_step]
     return attempt.output or "(no output)"
-
-
-def gap_profile(
-    *,
-    static: bool,
-    query: Query,
-    error_gaps: Mapping[str, int],
-    wrong_steps: Sequence[tuple[Attempt, int | None]],
-    target: Sequence[Sample],
-) -> tuple[dict[str, int], str]:
-    """The round's profile and a phrase naming its source (for the trace).
-
-    `error_gaps` are the classified errors; `wrong_steps` each wrong attempt
-    with the step its critique blamed; `target` the probe split (gold steps).
-    """
-    if static and query == "step-text":
-        return target_step_counts(target), "target gold step texts (static, errors ignored)"
-    if static:
-        return target_skill_counts(target), "target gold skills (static, errors ignored)"
-    if query == "step-text":
-        texts = Counter(wrong_step_text(attempt, step) for attempt, step in wrong_steps)
-        return dict(texts), "wrong step texts (ablation: no skill analysis)"
-    return dict(error_gaps), "errors"
 
 
 def true_skill(sample: Sample, wrong_step: int | None) -> str | None:

@@ -85,7 +85,7 @@ def search_gap(index: PoolIndex, gap: str, quota: int, excluded: Iterable[str] =
 
 
 def merge_gaps(
-    index: PoolIndex,
+    index: PoolIndex | None,
     ranked: Mapping[str, Sequence[SelectionItem]],
     allocation: Mapping[str, int],
     profile: Mapping[str, int],
@@ -99,14 +99,15 @@ def merge_gaps(
     Hits are visited rank by rank, so a sample wanted by two gaps goes to the
     one ranking it higher (ties: the gap with more errors). A gap left short
     (samples lost to another gap) searches twice as deep until it is full or
-    the pool has nothing more for it.
+    the pool has nothing more for it; without an `index` the rankings are
+    taken as complete (a selector that ranks the whole pool itself).
     """
     config = config or RetrievalConfig()
     excluded = set(used)
     order = sorted(allocation, key=lambda g: (-profile.get(g, 0), g))
     results = {gap: list(ranked.get(gap, ())) for gap in order}
     depth = {gap: max(len(items), math.ceil(allocation[gap] * config.oversample)) for gap, items in results.items()}
-    exhausted = {gap for gap, items in results.items() if len(items) < depth[gap]}
+    exhausted = {gap for gap, items in results.items() if index is None or len(items) < depth[gap]}
     chosen: dict[str, SelectionItem] = {}
     while True:
         claims = sorted(((item.rank, order.index(gap), item) for gap in order for item in results[gap]),
@@ -117,7 +118,7 @@ def merge_gaps(
                 chosen[item.sample_id] = item
                 filled[item.gap] += 1
         pending = [gap for gap in order if filled[gap] < allocation[gap] and gap not in exhausted]
-        if not pending:
+        if not pending or index is None:  # without an index every gap is exhausted: none is pending
             break
         for gap in pending:
             depth[gap] *= 2

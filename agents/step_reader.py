@@ -39,6 +39,7 @@ _STEP_READINGS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^colour at\b"), "naming the hue of the thing at a given place"),
     (re.compile(r"^shape at\b"), "naming the outline of the thing at a given place"),
     (re.compile(r"^size at\b"), "judging how large the thing at a given place is"),
+    (re.compile(r"^(big|small) object at\b"), "judging how large things are to pick out the one of a given size"),
     (re.compile(r"^any\b"), "checking whether such a thing is present at all"),
     (re.compile(r"\bchange"), "noticing what is different between the two images"),
     (re.compile(r"\bat (top|middle|bottom|left|right)\b"), "finding where in the image a described object sits"),

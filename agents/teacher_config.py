@@ -90,14 +90,30 @@ class HFBackend(BaseModel):
     price_out_per_1m: float | None = Field(default=None, ge=0)
 
 
-BackendConfig = Annotated[ReferenceBackend | ReaderBackend | OpenAIBackend | HFBackend, Field(discriminator="backend")]
+class WorldBackend(BaseModel):
+    """An image-text model of the task's world (a save_pretrained directory) as an answer-switch critic.
+
+    It always locates by answer-switch, whatever `teacher.method` says, and reads
+    only the gold answer: see `agents/world_teacher.py`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["world"] = "world"
+    name: str | None = None
+    model: str = Field(min_length=1, description="a save_pretrained directory of an image-text-to-text model")
+    device: str = "cpu"
+
+
+BackendConfig = Annotated[ReferenceBackend | ReaderBackend | OpenAIBackend | HFBackend | WorldBackend,
+                          Field(discriminator="backend")]
 GoldStepBackends = (ReferenceBackend, ReaderBackend)
 LLMBackendConfig = Annotated[OpenAIBackend | HFBackend, Field(discriminator="backend")]
 AnnotatorConfig = Annotated[ReferenceBackend | OpenAIBackend | HFBackend, Field(discriminator="backend")]
 """The reader has no annotator role: it reads step texts, never the skills a sample teaches."""
 
 
-def _default_critic() -> ReferenceBackend | ReaderBackend | OpenAIBackend | HFBackend:
+def _default_critic() -> ReferenceBackend | ReaderBackend | OpenAIBackend | HFBackend | WorldBackend:
     # The reader, not the reference: the reference reads the gold steps' skill
     # labels, which makes diagnosis an identity map onto the pool's vocabulary.
     return ReaderBackend()
@@ -145,20 +161,25 @@ class TeacherConfig(BaseModel):
                         "has vision: true, which answer-switch does not use (set vision: false or method: prompt)"
                     )
         if self.method == "reference":
-            llm = [c for c in self.critics if not isinstance(c, GoldStepBackends)]
+            llm = [c for c in [*self.critics, *([self.fallback] if self.fallback else [])]
+                   if not isinstance(c, (*GoldStepBackends, WorldBackend))]
             if llm:
                 raise ValueError(
-                    "teacher.method is 'reference' but teacher.critics has LLM backends "
-                    f"({', '.join(c.backend for c in llm)}): set method to 'prompt' or 'answer-switch'"
+                    "teacher.method is 'reference' but teacher.critics or teacher.fallback has LLM backends "
+                    f"({', '.join(c.backend for c in llm)}), which cannot compare with gold steps: "
+                    "set method to 'prompt' or 'answer-switch'"
                 )
         return self
 
 
 def http_teachers(config: TeacherConfig) -> list[tuple[str, OpenAIBackend]]:
-    """Every role played by an OpenAI-compatible server, with the config key that names it."""
-    roles: list[tuple[str, BackendConfig | AnnotatorConfig | None]] = [
+    """Every role of a run played by an OpenAI-compatible server, with the config key that names it.
+
+    The annotator is not one: it works in `gaptune pool annotate`, which checks it itself.
+    """
+    roles: list[tuple[str, BackendConfig | None]] = [
         *((f"teacher.critics[{k}]", critic) for k, critic in enumerate(config.critics)),
         ("teacher.fallback", config.fallback), ("teacher.skill_analyst", config.skill_analyst),
-        ("teacher.judge", config.judge), ("teacher.annotator", config.annotator),
+        ("teacher.judge", config.judge),
     ]
     return [(role, backend) for role, backend in roles if isinstance(backend, OpenAIBackend)]

@@ -29,7 +29,7 @@ reading restores, so write -> read is an exact round trip.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -88,6 +88,11 @@ class RowSamples(BaseModel):
 
 # Fields users put rationales and skills in; gaptune reads them only under the row's "gaptune" key.
 RATIONALE_LIKE = ("rationale", "rationales", "steps", "skills", "reasoning", "explanation", "chain_of_thought", "cot")
+
+
+def unread_fields(row: object, *, read: Collection[str] = ()) -> list[str]:
+    """The rationale-like top-level fields of `row` that its format does not `read`."""
+    return [name for name in RATIONALE_LIKE if isinstance(row, dict) and name in row and name not in read]
 
 
 class RowError(ValueError):
@@ -333,11 +338,11 @@ def _convert(row: object, path: Path, number: int, unit: Literal["line", "index"
         samples = samples_from_row(row, default_id=default_id, image_root=root, source=source)
     except RowError as error:
         return RowProblem(file=str(path), row=number, field=error.field, message=error.message, unit=unit)
-    unread = [name for name in RATIONALE_LIKE if isinstance(row, dict) and name in row]
-    return RowSamples(file=str(path), row=number, unit=unit, samples=samples, unread=unread)
+    return RowSamples(file=str(path), row=number, unit=unit, samples=samples, unread=unread_fields(row))
 
 
 __all__ = [
     "GAPTUNE_KEY", "IMAGE_TOKEN", "RATIONALE_LIKE", "DataError", "RowError", "RowProblem", "RowSamples",
-    "llava_row", "read_llava", "resolve_image", "samples_from_row", "unreadable_as_data_error", "write_llava",
+    "llava_row", "read_llava", "resolve_image", "samples_from_row", "unread_fields", "unreadable_as_data_error",
+    "write_llava",
 ]

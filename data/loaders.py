@@ -45,13 +45,13 @@ from gaptune.data.cache import cache_dir
 from gaptune.data.errors import DataError
 from gaptune.data.llava_format import (
     GAPTUNE_KEY,
-    RATIONALE_LIKE,
     RowError,
     RowProblem,
     RowSamples,
     read_llava,
     resolve_image,
     samples_from_row,
+    unread_fields,
     unreadable_as_data_error,
 )
 from gaptune.data.sample import Sample
@@ -189,11 +189,7 @@ def _imagefolder_rows(folder: Path) -> Iterator[RowSamples | RowProblem]:
                 yield _problem(metadata, line_number, "line", error.field, error.message)
             else:
                 yield RowSamples(file=str(metadata), row=line_number, unit="line", samples=[sample],
-                                 unread=_unread_flat(row))
-
-
-def _unread_flat(row: dict[str, Any]) -> list[str]:
-    return [name for name in RATIONALE_LIKE if name in row and name not in _FLAT_FIELDS]
+                                 unread=unread_fields(row, read=_FLAT_FIELDS))
 
 
 def _problem(file: Path | str, row: int, unit: Literal["line", "index"], field: str, message: str) -> RowProblem:
@@ -235,8 +231,7 @@ def _dataset_rows(dataset: Any, label: str, source: str, image_dir: Path) -> Ite
     for batch in dataset.with_format("arrow").iter(batch_size=256):
         for row in batch.to_pylist():
             try:
-                unread = _unread_flat(row) if "conversations" not in row else \
-                    [name for name in RATIONALE_LIKE if name in row]
+                unread = unread_fields(row, read=() if "conversations" in row else _FLAT_FIELDS)
                 yield RowSamples(file=label, row=index, samples=_dataset_samples(row, index, image_columns, image_dir,
                                                                                  source), unread=unread)
             except RowError as error:

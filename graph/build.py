@@ -2,8 +2,8 @@
 
     start -> probe -> critique (x cases x critics) -> judge -> classify
           -> retrieve_gap (x gaps) -> merge_selection      (error-driven)
-          -> select_data                                   (random / full / task-skills baselines)
-          -> train (x candidates) -> choose -> probe ... -> finish
+          -> select_data                                   (pool selectors: random, full, ceiling, ...)
+          -> train (each candidate in turn) -> choose -> probe ... -> finish
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from langgraph.graph.state import CompiledStateGraph
 
 from gaptune.graph import nodes
 from gaptune.graph.resources import Resources
-from gaptune.graph.state import CritiqueTask, LoopState, RetrieveTask, TrainTask
+from gaptune.graph.state import CritiqueTask, LoopState, RetrieveTask
 
 Loop = CompiledStateGraph[LoopState, Resources, LoopState, LoopState]
 
 
-# The three `Send` branches take a payload type of their own (`input_schema`);
+# The two `Send` branches take a payload type of their own (`input_schema`);
 # langgraph's add_node overloads do not yet accept that together with a Runtime parameter.
 
 
@@ -34,7 +34,7 @@ def build_graph(checkpointer: BaseCheckpointSaver | None = None) -> Loop:
     graph.add_node("retrieve_gap", nodes.retrieve_gap, input_schema=RetrieveTask)  # type: ignore[call-overload]
     graph.add_node("merge_selection", nodes.merge_selection)
     graph.add_node("select_data", nodes.select_data)
-    graph.add_node("train", nodes.train, input_schema=TrainTask)  # type: ignore[call-overload]
+    graph.add_node("train", nodes.train)
     graph.add_node("choose", nodes.choose)
     graph.add_node("finish", nodes.finish)
 
@@ -45,8 +45,8 @@ def build_graph(checkpointer: BaseCheckpointSaver | None = None) -> Loop:
     graph.add_edge("judge", "classify")
     graph.add_conditional_edges("classify", nodes.route_selection, ["retrieve_gap", "select_data"])
     graph.add_edge("retrieve_gap", "merge_selection")
-    graph.add_conditional_edges("merge_selection", nodes.route_candidates, ["train", "finish"])
-    graph.add_conditional_edges("select_data", nodes.route_candidates, ["train", "finish"])
+    graph.add_conditional_edges("merge_selection", nodes.route_training, ["train", "finish"])
+    graph.add_conditional_edges("select_data", nodes.route_training, ["train", "finish"])
     graph.add_edge("train", "choose")
     graph.add_conditional_edges("choose", nodes.route_after_choose, ["probe", "finish"])
     graph.add_edge("finish", END)

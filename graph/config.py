@@ -14,19 +14,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gaptune.agents.retriever import RetrievalConfig
+from gaptune.agents.selectors.protocol import SelectorSetup
+from gaptune.agents.selectors.registry import build_selector
 from gaptune.agents.teacher_config import TeacherConfig
 from gaptune.data.cache import cache_dir
 from gaptune.data.errors import ConfigError
+from gaptune.data.loaders import DuplicateIds
 from gaptune.data.world.world import DEFAULT_POOL_SIZE, DEFAULT_SPLIT_SIZES, TASKS
 from gaptune.graph.mlflow_tracking import TrackingConfig
 from gaptune.graph.otel_tracing import TracingConfig
+from gaptune.training.candidate_kinds import kind_spec
 from gaptune.training.config import StudentServerConfig, TinyStudentConfig, TrainerConfig
 
-# error-driven: the student's errors pick the data (the method). Arms that do not read errors:
-# probe-only (no pool data), random, full (the whole pool), task-skills (the same retriever,
-# fed the target's gold skill shares), ceiling (the same budget of true target-task samples),
-# fixed (the pool ids in `selection_ids`, e.g. another student's error-driven choice: the swap test).
-Selection = Literal["error-driven", "random", "full", "task-skills", "probe-only", "ceiling", "fixed"]
 Mining = Literal["held-out", "all"]
 
 
@@ -75,7 +74,7 @@ class PoolConfig(BaseModel):
     # strict: the first bad row stops the load; else bad rows are counted skips.
     strict: bool = False
     # A repeated sample id: skip the later one (counted, both rows named in metrics), or stop with an error.
-    duplicate_ids: Literal["skip", "error"] = "skip"
+    duplicate_ids: DuplicateIds = "skip"
     # Pool families (Sample.task) left out, e.g. the one sharing the target's question template.
     exclude_families: list[str] = Field(default_factory=list)
 
@@ -97,9 +96,13 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     seed: int = 0
+    # The world the task splits and the pool are drawn from. The tiny student's pretraining world is
+    # its own key, student.tiny.world_seed (part of the student's fingerprint).
     world_seed: int = 0
-    selection: Selection = "error-driven"
-    selection_ids: str | None = None
+    # The selection strategy, by its name in agents/selectors/registry (error-driven is the method).
+    selection: str = "error-driven"
+    # The strategy's own options (e.g. `ids` of the fixed selection), checked by it.
+    selector_options: dict[str, Any] = Field(default_factory=dict)
     max_rounds: int = Field(default=3, ge=1)
     patience: int = Field(default=2, ge=1)
     min_delta: float = Field(default=0.01, ge=0.0)
@@ -120,6 +123,9 @@ class RunConfig(BaseModel):
     # on from round 1 (so later rounds mine on data the student has seen).
     mining: Mining = "held-out"
     mining_fraction: float = Field(default=0.5, gt=0.0, lt=1.0)
+    # Graph branches run at once (critiques, per-gap retrievals). Two other bounds are separate keys:
+    # teacher requests in flight (teacher.max_concurrency) and student-server requests
+    # (student.server.max_concurrency).
     max_concurrency: int = Field(default=4, ge=1)
     cache_dir: str = Field(default_factory=lambda: str(cache_dir()))
     task: TaskConfig = Field(default_factory=TaskConfig)
@@ -134,17 +140,13 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _selection_inputs(self) -> RunConfig:
-        if self.selection == "fixed" and not self.selection_ids:
-            raise ValueError("selection 'fixed' needs selection_ids: a file with one pool sample id per line")
-        if self.selection != "fixed" and self.selection_ids:
-            raise ValueError(f"selection_ids is only read by selection 'fixed', not {self.selection!r}")
+        selector = build_selector(self.selection, self.selector_options)
+        selector.check(SelectorSetup(world_task=self.task.world is not None, ceiling_file=self.task.ceiling))
         kinds = set(self.trainer.candidates)
-        if self.student.server is not None and (len(kinds) > 1 or "connector" in kinds):
+        if self.student.server is not None and (len(kinds) > 1 or not all(kind_spec(k).servable for k in kinds)):
             raise ValueError("student.server applies one LoRA adapter on the language model: set trainer.candidates "
                              "to [lora] or [in-context] (connector adapters and chains of kinds are evaluated "
                              "in-process only)")
-        if self.selection == "ceiling" and self.task.world is None and self.task.ceiling is None:
-            raise ValueError("selection 'ceiling' needs task.ceiling (target-task training data) for file tasks")
         return self
 
 

@@ -1,18 +1,32 @@
 """Answers from the trace: why was this sample trained on, what did it change, what did the teacher say about a case.
 
-Pure functions from trace events (as `read_trace` returns them) to typed
-explanations; rendering them as text or JSON is the command line's job. The
-events read here are the ones graph/nodes.py records: `start`, `probe`,
-`critique`, `judge`, `classify_gaps`, `select_data`, `train`, `choose`.
+Pure functions from the trace's typed events (graph/events.py, as
+`read_trace` returns them) to typed explanations; rendering them as text or
+JSON is the command line's job.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-Event = dict[str, Any]
+from gaptune.data.records import Critique
+from gaptune.graph.events import (
+    ChooseEvent,
+    ClassifyEvent,
+    CritiqueEvent,
+    CritiqueFaultEvent,
+    EventBase,
+    JudgeEvent,
+    LoadEvent,
+    ProbeEvent,
+    SelectEvent,
+    StartEvent,
+    TraceEvent,
+    TrainEvent,
+)
+from gaptune.graph.metrics import RunMetrics
 
 
 class _View(BaseModel):
@@ -150,165 +164,165 @@ class RoundExplanation(_View):
 
 
 class RunOverview(_View):
-    """The whole run, a round per row; `stop_reason` None while the run has not finished."""
+    """The whole run, a round per row; `stop_reason` None while the run has not finished; `rows_skipped`: bad
+    rows and duplicate ids skipped in the user's data files."""
 
     rounds: list[RoundExplanation]
     stop_reason: str | None
     events: int
-    pool_rows_skipped: int
+    rows_skipped: int
 
 
-def _by_node(events: list[Event], node: str) -> list[Event]:
-    return [e for e in events if e["node"] == node]
+_Kind = TypeVar("_Kind", bound=EventBase)
 
 
-def _one(events: list[Event], node: str, round_: int) -> Event | None:
-    return next((e for e in events if e["node"] == node and e["round"] == round_), None)
+def _of(events: list[TraceEvent], kind: type[_Kind], round_: int | None = None) -> list[_Kind]:
+    return [e for e in events if isinstance(e, kind) and (round_ is None or e.round == round_)]
 
 
-def _critiques_for(events: list[Event], round_: int, case: str) -> list[Event]:
-    return [e for e in _by_node(events, "critique") if e["round"] == round_ and e["inputs"]["case"] == case]
+def _one(events: list[TraceEvent], kind: type[_Kind], round_: int) -> _Kind | None:
+    return next(iter(_of(events, kind, round_)), None)
 
 
-def _kept_critique(events: list[Event], round_: int, case: str) -> dict[str, Any] | None:
+def _critiques_for(events: list[TraceEvent], round_: int, case: str) -> list[CritiqueEvent | CritiqueFaultEvent]:
+    return [e for e in events if isinstance(e, CritiqueEvent | CritiqueFaultEvent)
+            and e.round == round_ and e.inputs.case == case]
+
+
+def _judge_of(events: list[TraceEvent], round_: int, case: str) -> JudgeEvent | None:
+    return next((e for e in _of(events, JudgeEvent, round_) if e.inputs.case == case), None)
+
+
+def _kept_critique(events: list[TraceEvent], round_: int, case: str) -> Critique | None:
     """The critique the judge kept for a case (the only one, when a single critic answered)."""
-    for event in _by_node(events, "judge"):
-        if event["round"] == round_ and event["inputs"]["case"] == case:
-            kept: dict[str, Any] = event["inputs"]["candidates"][event["output"]["chosen"]]
-            return kept
-    answered = [c["output"] for c in _critiques_for(events, round_, case) if "missing_skill" in c["output"]]
+    judged = _judge_of(events, round_, case)
+    if judged is not None:
+        return judged.inputs.candidates[judged.output.chosen]
+    answered = [c.output for c in _critiques_for(events, round_, case) if isinstance(c, CritiqueEvent)]
     return answered[0] if answered else None
 
 
-def _candidates(events: list[Event], round_: int) -> list[CandidateResult]:
-    choice = _one(events, "choose", round_)
-    chosen = choice["output"]["chosen"] if choice else None
-    return [CandidateResult(candidate=e["output"]["candidate"], train_size=e["output"]["train_size"],
-                            val_acc=e["output"]["val_acc"], chosen=e["output"]["candidate"] == chosen)
-            for e in _by_node(events, "train") if e["round"] == round_]
+def _candidates(events: list[TraceEvent], round_: int) -> list[CandidateResult]:
+    choice = _one(events, ChooseEvent, round_)
+    chosen = choice.output.chosen if choice else None
+    return [CandidateResult(candidate=e.output.candidate, train_size=e.output.train_size, val_acc=e.output.val_acc,
+                            chosen=e.output.candidate == chosen) for e in _of(events, TrainEvent, round_)]
 
 
-def _val_after(events: list[Event], round_: int) -> float | None:
+def _val_after(events: list[TraceEvent], round_: int) -> float | None:
     """The validation accuracy of the model a round ended with (round 0: the base student)."""
-    event = _one(events, "start", 0) if round_ == 0 else _one(events, "choose", round_)
-    return None if event is None else float(event["output"]["val_acc"])
+    event = _one(events, StartEvent, 0) if round_ == 0 else _one(events, ChooseEvent, round_)
+    return None if event is None else event.output.val_acc
 
 
-def _effect(events: list[Event], round_: int) -> Effect | None:
+def _effect(events: list[TraceEvent], round_: int) -> Effect | None:
     candidates = _candidates(events, round_)
     if not candidates:
         return None
-    choice = _one(events, "choose", round_)
-    later = sorted({e["round"] for e in _by_node(events, "train") if e["round"] > round_})
+    choice = _one(events, ChooseEvent, round_)
+    later = sorted({e.round for e in _of(events, TrainEvent) if e.round > round_})
     return Effect(round=round_, candidates=candidates, finished=choice is not None,
-                  chosen=choice["output"]["chosen"] if choice else None,
+                  chosen=choice.output.chosen if choice else None,
                   val_before=_val_after(events, round_ - 1), val_after=_val_after(events, round_) if choice else None,
                   also_trained_in=later)
 
 
-def explain_sample(events: list[Event], sample_id: str) -> list[SampleSelection]:
+def explain_sample(events: list[TraceEvent], sample_id: str) -> list[SampleSelection]:
     """Every selection of `sample_id`: round, strategy, gap, query, method, score, rank, the cases behind the gap,
     and its effect (the round's candidate adapters it entered, the one kept, val accuracy before and after)."""
     reasons = []
-    for event in _by_node(events, "select_data"):
-        for item in event["output"]["items"]:
-            if item["sample_id"] != sample_id:
+    for event in _of(events, SelectEvent):
+        for item in event.output.items:
+            if item.sample_id != sample_id:
                 continue
-            cases = event["inputs"]["cases_by_gap"].get(item["gap"], []) if item["gap"] else []
+            cases = event.inputs.cases_by_gap.get(item.gap, []) if item.gap else []
             gap_cases = []
             for case in cases:
-                kept = _kept_critique(events, event["round"], case)
+                kept = _kept_critique(events, event.round, case)
                 if kept is not None:
-                    gap_cases.append(CaseReason(case=case, teacher=kept["teacher"], wrong_step=kept["wrong_step"],
-                                                missing_skill=kept["missing_skill"],
-                                                explanation=kept.get("explanation", "")))
+                    gap_cases.append(CaseReason(case=case, teacher=kept.teacher, wrong_step=kept.wrong_step,
+                                                missing_skill=kept.missing_skill, explanation=kept.explanation))
             reasons.append(SampleSelection(
-                round=event["round"], strategy=event["output"]["strategy"], sample_id=item["sample_id"],
-                gap=item["gap"], gap_errors=event["inputs"]["gaps"].get(item["gap"], 0), query=item["query"],
-                method=item["method"], score=item["score"], rank=item["rank"], cases=gap_cases,
-                effect=_effect(events, event["round"])))
+                round=event.round, strategy=event.output.strategy, sample_id=item.sample_id, gap=item.gap,
+                gap_errors=event.inputs.gaps.get(item.gap, 0), query=item.query, method=item.method,
+                score=item.score, rank=item.rank, cases=gap_cases, effect=_effect(events, event.round)))
     return reasons
 
 
-def explain_case(events: list[Event], case_id: str) -> list[CaseRound]:
+def _critique_view(event: CritiqueEvent | CritiqueFaultEvent, gap_of: dict[str, str], kept_teacher: str | None
+                   ) -> CritiqueView:
+    if isinstance(event, CritiqueFaultEvent):
+        return CritiqueView(teacher=event.agent, model=event.model, method=None, wrong_step=None, missing_skill=None,
+                            explanation=event.output.message, gap=None, fault=event.output.fault, kept=False)
+    verdict = event.output
+    return CritiqueView(teacher=event.agent, model=event.model, method=verdict.method, wrong_step=verdict.wrong_step,
+                        missing_skill=verdict.missing_skill, explanation=verdict.explanation,
+                        gap=gap_of.get(verdict.missing_skill), fault=None, kept=event.agent == kept_teacher)
+
+
+def explain_case(events: list[TraceEvent], case_id: str) -> list[CaseRound]:
     """What each teacher said about a wrong probe case, round by round, which gap its skill mapped to,
     and which critique the judge kept."""
-    rounds = sorted({e["round"] for e in _by_node(events, "critique") if e["inputs"]["case"] == case_id})
+    rounds = sorted({e.round for e in events
+                     if isinstance(e, CritiqueEvent | CritiqueFaultEvent) and e.inputs.case == case_id})
     result = []
     for round_ in rounds:
         critiques = _critiques_for(events, round_, case_id)
-        judge = next((e for e in _by_node(events, "judge")
-                      if e["round"] == round_ and e["inputs"]["case"] == case_id), None)
-        classify = _one(events, "classify_gaps", round_)
-        gap_of = {m["text"]: m["label"] for m in classify["output"]["mapping"]} if classify else {}
-        kept_teacher = judge["output"]["teacher"] if judge else None
-        answered = [c for c in critiques if "missing_skill" in c["output"]]
-        if judge is None and answered:
-            kept_teacher = answered[0]["output"]["teacher"]
-        views = []
-        for event in critiques:
-            output = event["output"]
-            skill = output.get("missing_skill")
-            views.append(CritiqueView(
-                teacher=event["agent"], model=event.get("model", ""), method=output.get("method"),
-                wrong_step=output.get("wrong_step"), missing_skill=skill,
-                explanation=output.get("explanation") or output.get("message", ""),
-                gap=gap_of.get(skill) if skill else None, fault=output.get("fault"),
-                kept=skill is not None and event["agent"] == kept_teacher))
-        student_output = next((c["inputs"]["student_output"] for c in critiques if "student_output" in c["inputs"]), None)
-        result.append(CaseRound(round=round_, student_output=student_output, critiques=views,
-                                judge=JudgeView(teacher=judge["output"]["teacher"], reason=judge["output"]["reason"])
-                                if judge else None))
+        judge = _judge_of(events, round_, case_id)
+        classify = _one(events, ClassifyEvent, round_)
+        gap_of = {m.text: m.label for m in classify.output.mapping} if classify else {}
+        answered = [c for c in critiques if isinstance(c, CritiqueEvent)]
+        kept_teacher = judge.output.teacher if judge else answered[0].output.teacher if answered else None
+        result.append(CaseRound(
+            round=round_, student_output=answered[0].inputs.student_output if answered else None,
+            critiques=[_critique_view(event, gap_of, kept_teacher) for event in critiques],
+            judge=JudgeView(teacher=judge.output.teacher, reason=judge.output.reason) if judge else None))
     return result
 
 
-def explain_round(events: list[Event], round_: int) -> RoundExplanation:
+def explain_round(events: list[TraceEvent], round_: int) -> RoundExplanation:
     """The round's decisions: probe, critiques and judging, gaps, selection, candidates, choice."""
-    probe = _one(events, "probe", round_)
-    classify = _one(events, "classify_gaps", round_)
-    select = _one(events, "select_data", round_)
-    critiques = [e for e in _by_node(events, "critique") if e["round"] == round_]
+    probe = _one(events, ProbeEvent, round_)
+    classify = _one(events, ClassifyEvent, round_)
+    select = _one(events, SelectEvent, round_)
     if round_ == 0:
-        start = _one(events, "start", 0)
-        choice = None if start is None else ChoiceView(chosen=None, why="base student", val_acc=start["output"]["val_acc"],
-                                                       test_acc=start["output"]["test_acc"], stop_reason=None)
+        start = _one(events, StartEvent, 0)
+        choice = None if start is None else ChoiceView(chosen=None, why="base student", val_acc=start.output.val_acc,
+                                                       test_acc=start.output.test_acc, stop_reason=None)
     else:
-        chose = _one(events, "choose", round_)
+        chose = _one(events, ChooseEvent, round_)
         choice = None if chose is None else ChoiceView(
-            chosen=chose["output"]["chosen"], why=chose["output"]["why"], val_acc=chose["output"]["val_acc"],
-            test_acc=chose["output"]["test_acc"], stop_reason=chose["output"].get("stop_reason"))
+            chosen=chose.output.chosen, why=chose.output.why, val_acc=chose.output.val_acc,
+            test_acc=chose.output.test_acc, stop_reason=chose.output.stop_reason)
     return RoundExplanation(
         round=round_,
-        probe=None if probe is None else ProbeView(samples=probe["inputs"]["samples"],
-                                                   accuracy=probe["output"]["accuracy"],
-                                                   wrong_cases=len(probe["output"]["wrong_cases"])),
-        critiques=sum("missing_skill" in e["output"] for e in critiques),
-        teacher_faults=sum("fault" in e["output"] for e in critiques),
-        judged=sum(1 for e in _by_node(events, "judge") if e["round"] == round_),
-        gaps=(classify["output"]["gaps"] if classify else select["inputs"]["gaps"] if select else {}),
-        gap_source=classify["output"].get("source") if classify else None,
-        diagnosis=classify["output"].get("diagnosis") if classify else None,
+        probe=None if probe is None else ProbeView(samples=probe.inputs.samples, accuracy=probe.output.accuracy,
+                                                   wrong_cases=len(probe.output.wrong_cases)),
+        critiques=len(_of(events, CritiqueEvent, round_)),
+        teacher_faults=len(_of(events, CritiqueFaultEvent, round_)),
+        judged=len(_of(events, JudgeEvent, round_)),
+        gaps=(classify.output.gaps if classify else select.inputs.gaps if select else {}),
+        gap_source=classify.output.source if classify else None,
+        diagnosis=classify.output.diagnosis if classify else None,
         selection=None if select is None else SelectionView(
-            strategy=select["output"]["strategy"], budget=select["inputs"]["budget"],
-            allocation=select["output"]["allocation"], shortfall=select["output"].get("shortfall", {}),
-            selected=len(select["output"]["items"]), excluded=select["inputs"]["excluded"]),
+            strategy=select.output.strategy, budget=select.inputs.budget, allocation=select.output.allocation,
+            shortfall=select.output.shortfall, selected=len(select.output.items), excluded=select.inputs.excluded),
         candidates=_candidates(events, round_),
         val_before=_val_after(events, round_ - 1) if round_ > 0 else None,
         choice=choice,
     )
 
 
-def rounds_of(events: list[Event]) -> list[int]:
-    """The loop's rounds present in the trace (the pool-loading event is not one)."""
-    return sorted({e["round"] for e in events if e["node"] != "load_pool"})
+def rounds_of(events: list[TraceEvent]) -> list[int]:
+    """The loop's rounds present in the trace (loading a data file is not one)."""
+    return sorted({e.round for e in events if not isinstance(e, LoadEvent)})
 
 
-def explain_run(events: list[Event], metrics: dict[str, Any] | None = None) -> RunOverview:
+def explain_run(events: list[TraceEvent], metrics: RunMetrics | None = None) -> RunOverview:
     """The run round by round, and why it stopped: from metrics.json when the run finished, else from the trace."""
     rounds = [explain_round(events, r) for r in rounds_of(events)]
-    stop = metrics.get("stop_reason") if metrics else None
+    stop = metrics.stop_reason if metrics else None
     if stop is None:
         stop = next((r.choice.stop_reason for r in reversed(rounds) if r.choice and r.choice.stop_reason), None)
-    pool = next((e for e in events if e["node"] == "load_pool"), None)
     return RunOverview(rounds=rounds, stop_reason=stop, events=len(events),
-                       pool_rows_skipped=pool["output"]["skipped"] if pool else 0)
+                       rows_skipped=sum(e.output.skipped for e in _of(events, LoadEvent)))

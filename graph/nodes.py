@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from typing import Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send
 
-from gaptune.agents.baselines import fixed_selection, full_selection, random_selection
-from gaptune.agents.gap_profile import diagnosis_score, gap_profile, true_skill
+from gaptune.agents.gap_profile import diagnosis_score, true_skill
 from gaptune.agents.judge import decide
 from gaptune.agents.llm.errors import TeacherError
 from gaptune.agents.retriever import merge_gaps, search_gap, split_budget
+from gaptune.agents.selectors.error_driven import error_profile
+from gaptune.agents.selectors.protocol import GapEvidence, GapSelector, PoolSelector
 from gaptune.agents.teacher_health import CaseFault, check_round
 from gaptune.data.records import Critique, Selection, Usage, usage_totals
+from gaptune.graph import events as ev
 from gaptune.graph.plateau import best_candidate, plateau_update, replaces_incumbent, stop_reason
 from gaptune.graph.resources import Resources
+from gaptune.graph.round_inputs import StateRoundInputs, round_budget
 from gaptune.graph.state import (
     CandidateResult,
     ChooseUpdate,
@@ -42,7 +46,6 @@ from gaptune.graph.state import (
     SelectionUpdate,
     StartUpdate,
     TeacherFault,
-    TrainTask,
     TrainUpdate,
 )
 from gaptune.tools.classify_gaps import classify_gaps
@@ -54,14 +57,15 @@ Context = Runtime[Resources]
 def start(state: LoopState, runtime: Context) -> StartUpdate:
     """Round 0: the base student's val and test accuracy."""
     res = runtime.context
-    val = res.evaluate(None, "val")
-    test = res.evaluate(None, "test")
-    res.save_attempts(res.run.attempts(0, "val"), val.attempts)
-    res.save_attempts(res.run.attempts(0, "test"), test.attempts)
+    val = res.student.evaluate(None, "val")
+    test = res.student.evaluate(None, "test")
+    res.student.save_attempts(res.run.attempts(0, "val"), val.attempts)
+    res.student.save_attempts(res.run.attempts(0, "test"), test.attempts)
     record = RoundRecord(round=0, val_acc=val.accuracy, test_acc=test.accuracy, train_size=0, gaps={},
                          chosen=None, why="base student", candidates={}, teacher_usage={}, diagnosis={})
-    res.trace.record("r0/start", round_=0, node="start", agent="evaluator", inputs={"student": str(res.student_path)},
-                     output={"val_acc": val.accuracy, "test_acc": test.accuracy})
+    res.trace.record(ev.StartEvent(event_id="r0/start", round=0, agent="evaluator",
+                                   inputs=ev.StartInputs(student=str(res.student.path)),
+                                   output=ev.Scores(val_acc=val.accuracy, test_acc=test.accuracy)))
     return {"round": 0, "history": [record], "best_val": val.accuracy, "stale_rounds": 0, "used": [],
             "current_adapter": None, "stop_reason": None}
 
@@ -70,16 +74,17 @@ def probe(state: LoopState, runtime: Context) -> ProbeUpdate:
     """Mine errors: the current student answers the probe split; wrong answers become cases. Starts a round."""
     res = runtime.context
     round_ = state["round"] + 1
-    evaluation = res.evaluate(state.get("current_adapter"), "probe", res.mining_set)
-    res.save_attempts(res.run.attempts(round_, "probe"), evaluation.attempts)
+    evaluation = res.student.evaluate(state.get("current_adapter"), "probe", res.data.mining_set)
+    res.student.save_attempts(res.run.attempts(round_, "probe"), evaluation.attempts)
     wrong = [a.sample_id for a in evaluation.attempts if not a.correct]
-    res.trace.record(f"r{round_}/probe", round_=round_, node="probe", agent="evaluator",
-                     inputs={"adapter": state.get("current_adapter"), "samples": len(evaluation.attempts)},
-                     output={"accuracy": evaluation.accuracy, "wrong_cases": wrong})
-    update = ProbeUpdate(round=round_, wrong_cases=wrong, critics=list(res.critics), critique_candidates=Overwrite([]),
+    res.trace.record(ev.ProbeEvent(
+        event_id=f"r{round_}/probe", round=round_, agent="evaluator",
+        inputs=ev.ProbeInputs(adapter=state.get("current_adapter"), samples=len(evaluation.attempts)),
+        output=ev.ProbeOutput(accuracy=evaluation.accuracy, wrong_cases=wrong)))
+    update = ProbeUpdate(round=round_, wrong_cases=wrong, critics=list(res.teachers.critics), critique_candidates=Overwrite([]),
                          teacher_faults=Overwrite([]), gap_hits=Overwrite([]), candidates=Overwrite([]),
                          critiques=[], gaps={}, diagnosis={}, selected=[])
-    if not wrong and res.config.selection == "error-driven":
+    if not wrong and res.selector.needs.errors:
         update["stop_reason"] = "no errors left on the probe split"
     return update
 
@@ -105,26 +110,29 @@ def critique(task: CritiqueTask, runtime: Context) -> CritiqueUpdate:
     """
     res = runtime.context
     round_, case, name = task["round"], task["case"], task["critic"]
-    sample = res.probe_by_id[case]
-    attempt = res.probe_attempts(round_)[case]
+    sample = res.data.probe_by_id[case]
+    attempt = res.student.probe_attempts(round_)[case]
     started = time.perf_counter()
     event_id = f"r{round_}/critique/{case}/{name}"
-    blocked = res.fail_fast.blocked(round_, name)
+    blocked = res.teachers.fail_fast.blocked(round_, name)
     try:
         if blocked is not None:
             raise blocked
-        result = res.critics[name].critique(sample, attempt)
+        result = res.teachers.critics[name].critique(sample, attempt)
     except TeacherError as error:
         if blocked is None:
-            res.fail_fast.record(round_, name, error)
-        res.trace.record(event_id, round_=round_, node="critique", agent=name, inputs={"case": case},
-                         output={"fault": error.kind, "message": str(error)}, latency_s=time.perf_counter() - started)
+            res.teachers.fail_fast.record(round_, name, error)
+        res.trace.record(ev.CritiqueFaultEvent(event_id=event_id, round=round_, agent=name,
+                                               inputs=ev.CaseInput(case=case),
+                                               output=ev.Fault(fault=error.kind, message=str(error)),
+                                               latency_s=time.perf_counter() - started))
         return {"teacher_faults": [TeacherFault(case=case, critic=name, kind=error.kind, message=str(error),
                                                 usage=error.usage)]}
-    res.fail_fast.record(round_, name, None)
-    res.trace.record(event_id, round_=round_, node="critique", agent=name,
-                     inputs={"case": case, "student_output": attempt.output}, output=result.model_dump(),
-                     model=result.usage.model, latency_s=time.perf_counter() - started)
+    res.teachers.fail_fast.record(round_, name, None)
+    res.trace.record(ev.CritiqueEvent(event_id=event_id, round=round_, agent=name,
+                                      inputs=ev.CritiqueInputs(case=case, student_output=attempt.output),
+                                      output=result, model=result.usage.model,
+                                      latency_s=time.perf_counter() - started))
     return {"critique_candidates": [CritiqueCandidate(critic=name, critique=result,
                                                       true_skill=true_skill(sample, result.wrong_step))]}
 
@@ -135,10 +143,10 @@ def judge(state: LoopState, runtime: Context) -> JudgeUpdate:
     round_ = state["round"]
     faults = state.get("teacher_faults", [])
     check_round([CaseFault(critic=f["critic"], kind=f["kind"], message=f.get("message", "")) for f in faults],
-                cases=len(state["wrong_cases"]), critics={name: c.where for name, c in res.critics.items()},
+                cases=len(state["wrong_cases"]), critics={name: c.where for name, c in res.teachers.critics.items()},
                 round_=round_, max_failed_share=res.config.teacher.max_failed_share,
                 resume_hint=f"continue with `gaptune resume {res.run.root}` (it retries the failed cases)")
-    order = list(res.critics)
+    order = list(res.teachers.critics)
     by_case: dict[str, list[Critique]] = defaultdict(list)
     truth: dict[tuple[str, str], str | None] = {}
     for entry in sorted(state.get("critique_candidates", []), key=lambda c: order.index(c["critic"])):
@@ -148,13 +156,14 @@ def judge(state: LoopState, runtime: Context) -> JudgeUpdate:
     kept: list[JudgedCritique] = []
     for case in (case for case in state["wrong_cases"] if case in by_case):
         candidates = by_case[case]
-        decision = decide(res.judge, res.probe_by_id[case], res.probe_attempts(round_)[case], candidates)
+        decision = decide(res.teachers.judge, res.data.probe_by_id[case], res.student.probe_attempts(round_)[case], candidates)
         pick = candidates[decision.index if decision else 0]
         if decision is not None:
-            res.trace.record(f"r{round_}/judge/{case}", round_=round_, node="judge", agent=res.judge.name,
-                             inputs={"case": case, "candidates": [c.model_dump() for c in candidates]},
-                             output={"chosen": decision.index, "teacher": pick.teacher, "reason": decision.reason},
-                             model=decision.usage.model, latency_s=decision.usage.latency_s)
+            res.trace.record(ev.JudgeEvent(
+                event_id=f"r{round_}/judge/{case}", round=round_, agent=res.teachers.judge.name,
+                inputs=ev.JudgeInputs(case=case, candidates=candidates),
+                output=ev.JudgeOutput(chosen=decision.index, teacher=pick.teacher, reason=decision.reason),
+                model=decision.usage.model, latency_s=decision.usage.latency_s))
         kept.append(JudgedCritique(critique=pick, judge_reason=decision.reason if decision else "single critic",
                                    judge_usage=decision.usage if decision else Usage(),
                                    true_skill=truth.get((case, pick.teacher))))
@@ -166,32 +175,29 @@ def classify(state: LoopState, runtime: Context) -> ClassifyUpdate:
     res = runtime.context
     round_ = state["round"]
     critiques = [c["critique"] for c in state.get("critiques", [])]
-    result = classify_gaps([c.missing_skill for c in critiques], res.skill_vocabulary,
+    result = classify_gaps([c.missing_skill for c in critiques], res.data.skill_vocabulary,
                            embedding_model=res.config.retrieval.embedding_model)
     gap_of_skill = {m.text: m.label for m in result.mapping}
     diagnosis = diagnosis_score([(c["critique"].missing_skill, c["true_skill"]) for c in state.get("critiques", [])],
                                 gap_of_skill)
-    attempts = res.probe_attempts(round_) if critiques else {}
-    gaps, source = gap_profile(static=res.config.selection == "task-skills", query=res.config.retrieval.query,
-                               error_gaps=result.counts, target=res.splits["probe"],
-                               wrong_steps=[(attempts[c.sample_id], c.wrong_step) for c in critiques])
-    res.trace.record(f"r{round_}/classify", round_=round_, node="classify_gaps", agent="teacher",
-                     inputs={"critiques": [c.sample_id for c in critiques]},
-                     output={"gaps": gaps, "source": source, "mapping": [m.model_dump() for m in result.mapping],
-                             "diagnosis": diagnosis})
+    attempts = res.student.probe_attempts(round_) if critiques else {}
+    evidence = GapEvidence(query=res.config.retrieval.query, error_gaps=result.counts, target=res.data.splits["probe"],
+                           wrong_steps=[(attempts[c.sample_id], c.wrong_step) for c in critiques])
+    selector = res.selector
+    gaps, source = selector.gap_profile(evidence) if isinstance(selector, GapSelector) else error_profile(evidence)
+    res.trace.record(ev.ClassifyEvent(
+        event_id=f"r{round_}/classify", round=round_, agent="teacher",
+        inputs=ev.ClassifyInputs(critiques=[c.sample_id for c in critiques]),
+        output=ev.ClassifyOutput(gaps=gaps, source=source, mapping=result.mapping, diagnosis=diagnosis)))
     return {"gaps": gaps, "gap_of_skill": gap_of_skill, "diagnosis": diagnosis}
 
 
-def _round_budget(res: Resources, state: LoopState) -> int:
-    return min(res.config.round_budget, max(0, res.config.budget - len(state.get("used", []))))
-
-
 def route_selection(state: LoopState, runtime: Context) -> list[Send] | str:
-    """Retrieving arms: one retrieval branch per gap with its share of the budget; other arms select in one step."""
+    """Gap selectors: one retrieval branch per gap with its share of the budget; pool selectors select in one step."""
     res = runtime.context
-    if res.config.selection not in ("error-driven", "task-skills") or not state.get("gaps"):
+    if not isinstance(res.selector, GapSelector) or not state.get("gaps"):
         return "select_data"
-    allocation = split_budget(state["gaps"], _round_budget(res, state))
+    allocation = split_budget(state["gaps"], round_budget(res, state))
     if not allocation:
         return "select_data"
     return [Send("retrieve_gap", RetrieveTask(round=state["round"], gap=gap, quota=quota, errors=state["gaps"][gap],
@@ -201,7 +207,7 @@ def route_selection(state: LoopState, runtime: Context) -> list[Send] | str:
 def retrieve_gap(task: RetrieveTask, runtime: Context) -> RetrieveUpdate:
     """The retriever agent ranks pool samples for one gap, skipping samples already used."""
     res = runtime.context
-    items = search_gap(res.index, task["gap"], task["quota"], task["used"], res.config.retrieval)
+    items = search_gap(res.search.index, task["gap"], task["quota"], task["used"], res.config.retrieval)
     return {"gap_hits": [GapHits(gap=task["gap"], quota=task["quota"], items=items)]}
 
 
@@ -209,77 +215,76 @@ def merge_selection(state: LoopState, runtime: Context) -> SelectionUpdate:
     """The gaps' rankings into one selection (cross-gap dedupe and top-up happen in the retriever)."""
     res = runtime.context
     hits = state.get("gap_hits", [])
-    selection = merge_gaps(res.index, {h["gap"]: h["items"] for h in hits},
+    selection = merge_gaps(res.search.index, {h["gap"]: h["items"] for h in hits},
                            {h["gap"]: h["quota"] for h in hits}, state["gaps"], state.get("used", []),
                            res.config.retrieval, strategy=f"{res.config.selection}/{res.config.retrieval.method}")
-    return _record_selection(res, state, selection)
+    return _record_selection(res, state, selection, node="merge_selection")
 
 
 def select_data(state: LoopState, runtime: Context) -> SelectionUpdate:
-    """Arms that do not retrieve per gap (random, full, ceiling, fixed, probe-only), or an empty selection."""
+    """Pool selectors (random, full, ceiling, fixed, probe-only, ...) in one step; a gap selector without gaps
+    selects nothing."""
     res = runtime.context
-    round_, config = state["round"], res.config
-    used = state.get("used", [])
-    budget = _round_budget(res, state)
-    if config.selection == "random":
-        selection = random_selection(list(res.pool), budget, used, seed=config.seed * 1000 + round_)
-    elif config.selection == "full":
-        selection = full_selection(list(res.pool), used)
-    elif config.selection == "ceiling":
-        selection = fixed_selection(list(res.ceiling_samples), budget, used, strategy="ceiling")
-    elif config.selection == "fixed":
-        selection = fixed_selection(res.fixed_ids, budget, used, strategy="fixed")
+    selector = res.selector
+    if isinstance(selector, PoolSelector):
+        selection = selector.select(StateRoundInputs(res, state))
     else:
-        selection = Selection(strategy=config.selection, budget=0 if config.selection == "probe-only" else budget,
-                              allocation={}, items=[])
-    return _record_selection(res, state, selection)
+        selection = Selection(strategy=selector.name, budget=round_budget(res, state), allocation={}, items=[])
+    return _record_selection(res, state, selection, node="select_data")
 
 
-def _record_selection(res: Resources, state: LoopState, selection: Selection) -> SelectionUpdate:
+def _record_selection(res: Resources, state: LoopState, selection: Selection,
+                      *, node: Literal["merge_selection", "select_data"]) -> SelectionUpdate:
     """Trace every chosen sample with the gap, query, score and rank that chose it, and the cases behind the gap."""
     round_, used = state["round"], state.get("used", [])
     gap_of_skill = state.get("gap_of_skill", {})
     cases_by_gap: dict[str, list[str]] = defaultdict(list)
     for kept in state.get("critiques", []):
         cases_by_gap[gap_of_skill.get(kept["critique"].missing_skill, "")].append(kept["critique"].sample_id)
-    res.trace.record(f"r{round_}/select", round_=round_, node="select_data", agent="retriever",
-                     inputs={"gaps": state.get("gaps", {}), "budget": selection.budget, "excluded": len(used),
-                             "cases_by_gap": dict(cases_by_gap)},
-                     output={"strategy": selection.strategy, "allocation": selection.allocation,
-                             "shortfall": selection.shortfall, "items": [i.model_dump() for i in selection.items]})
+    res.trace.record(ev.SelectEvent(
+        event_id=f"r{round_}/select", round=round_, node=node, agent="retriever",
+        inputs=ev.SelectInputs(gaps=state.get("gaps", {}), budget=selection.budget, excluded=len(used),
+                               cases_by_gap=dict(cases_by_gap)),
+        output=ev.SelectOutput(strategy=selection.strategy, allocation=selection.allocation,
+                               shortfall=selection.shortfall, items=selection.items)))
     update = SelectionUpdate(selected=selection.sample_ids, used=[*used, *selection.sample_ids])
-    if not selection.items and res.config.selection != "probe-only":
+    if not selection.items and res.selector.needs.pool_data:
         update["stop_reason"] = "nothing new to train on: no gap found, or the pool has no unused sample for it"
     return update
 
 
-def route_candidates(state: LoopState, runtime: Context) -> list[Send] | str:
-    """One training branch per candidate adapter kind: they compete on validation accuracy."""
-    if state.get("stop_reason"):
-        return "finish"
-    return [Send("train", TrainTask(round=state["round"], candidate=kind, used=state["used"],
-                                    previous=state.get("current_adapter")))
-            for kind in runtime.context.config.trainer.candidates]
+def route_training(state: LoopState) -> str:
+    """Train when the selection left something to train on; else the run is over."""
+    return "finish" if state.get("stop_reason") else "train"
 
 
-def train(task: TrainTask, runtime: Context) -> TrainUpdate:
-    """Train one candidate adapter on every pool sample used so far plus the probe's training part; validate it."""
+def train(state: LoopState, runtime: Context) -> TrainUpdate:
+    """Train each candidate adapter kind, one after another, on every pool sample used so far plus the probe's
+    training part; validate each.
+
+    One after another in this process: candidates share nothing (no global RNG
+    draw, no accelerate state, no lock), and on a CPU two at once only split
+    the same cores (benchmarks/candidate_rounds.py).
+    """
     res = runtime.context
-    round_, kind = task["round"], task["candidate"]
-    train_set = [res.training_sample(sample_id) for sample_id in task["used"]] + res.probe_training_set
-    adapter = res.run.adapter(round_, kind)
-    started = time.perf_counter()
-    info = train_candidate(res.student_path, kind, train_set, adapter, res.config.trainer,
-                           previous=task["previous"], seed=res.config.seed * 1000 + round_)
-    val = res.evaluate(str(adapter), "val")
-    res.save_attempts(res.run.attempts(round_, "val", kind), val.attempts)
-    result = CandidateResult(candidate=kind, adapter=str(adapter), val_acc=val.accuracy, train_size=len(train_set),
-                             steps=info.steps, final_loss=info.final_loss)
-    res.trace.record(f"r{round_}/train/{kind}", round_=round_, node="train", agent="trainer",
-                     inputs={"candidate": kind, "previous": task["previous"], "train_size": len(train_set),
-                             "pool_samples": len(task["used"])},
-                     output=result, latency_s=time.perf_counter() - started)
-    return {"candidates": [result]}
+    round_, used, previous = state["round"], state["used"], state.get("current_adapter")
+    train_set = [res.data.training_sample(sample_id) for sample_id in used] + res.data.probe_training_set
+    results = []
+    for kind in res.config.trainer.candidates:
+        adapter = res.run.adapter(round_, kind)
+        started = time.perf_counter()
+        info = train_candidate(res.student.path, kind, train_set, adapter, res.config.trainer,
+                               previous=previous, seed=res.config.seed * 1000 + round_)
+        val = res.student.evaluate(str(adapter), "val")
+        res.student.save_attempts(res.run.attempts(round_, "val", kind), val.attempts)
+        result = CandidateResult(candidate=kind, adapter=str(adapter), val_acc=val.accuracy, train_size=len(train_set),
+                                 steps=info.steps, final_loss=info.final_loss)
+        res.trace.record(ev.TrainEvent(
+            event_id=f"r{round_}/train/{kind}", round=round_, agent="trainer",
+            inputs=ev.TrainInputs(candidate=kind, previous=previous, train_size=len(train_set), pool_samples=len(used)),
+            output=ev.TrainOutput.model_validate(result), latency_s=time.perf_counter() - started))
+        results.append(result)
+    return {"candidates": results}
 
 
 def choose(state: LoopState, runtime: Context) -> ChooseUpdate:
@@ -291,8 +296,8 @@ def choose(state: LoopState, runtime: Context) -> ChooseUpdate:
     replaced = replaces_incumbent(best["val_acc"], incumbent["val_acc"], config.replace_adapter)
     adapter: str | None
     if replaced:
-        test = res.evaluate(best["adapter"], "test")
-        res.save_attempts(res.run.attempts(round_, "test"), test.attempts)
+        test = res.student.evaluate(best["adapter"], "test")
+        res.student.save_attempts(res.run.attempts(round_, "test"), test.attempts)
         val_acc, test_acc, train_size, adapter = best["val_acc"], test.accuracy, best["train_size"], best["adapter"]
     else:
         why = (f"kept the previous adapter: the best candidate, {best['candidate']}, reached val {best['val_acc']:.3f}"
@@ -309,12 +314,14 @@ def choose(state: LoopState, runtime: Context) -> ChooseUpdate:
                          teacher_usage=usage_totals(usages, failed_cases=len(state.get("teacher_faults", []))),
                          diagnosis=state.get("diagnosis", {}))
     reason = stop_reason(round_=round_, max_rounds=config.max_rounds, stale_rounds=stale, patience=config.patience,
-                         used=len(state.get("used", [])), budget=config.budget, selection=config.selection)
-    res.trace.record(f"r{round_}/choose", round_=round_, node="choose", agent="selector",
-                     inputs={"candidates": [c["candidate"] for c in state["candidates"]],
-                             "incumbent_val_acc": incumbent["val_acc"]},
-                     output={"chosen": record["chosen"], "why": why, "val_acc": val_acc, "test_acc": test_acc,
-                             "stop_reason": reason})
+                         used=len(state.get("used", [])), budget=config.budget,
+                         selector_stop=res.selector.stop_after_round())
+    res.trace.record(ev.ChooseEvent(
+        event_id=f"r{round_}/choose", round=round_, agent="selector",
+        inputs=ev.ChooseInputs(candidates=[c["candidate"] for c in state["candidates"]],
+                               incumbent_val_acc=incumbent["val_acc"]),
+        output=ev.ChooseOutput(chosen=record["chosen"], why=why, val_acc=val_acc, test_acc=test_acc,
+                               stop_reason=reason)))
     return {"history": [*state["history"], record], "current_adapter": adapter, "best_val": best_val,
             "stale_rounds": stale, "stop_reason": reason}
 

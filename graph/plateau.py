@@ -1,6 +1,7 @@
 """The loop's decisions after training: which candidate to keep, whether it replaces the adapter in use, whether to go on.
 
-Stopping: validation plateau, budget, round limit, or nothing left to fix.
+Stopping: validation plateau, the selection strategy's own reason (the full pool is spent after one
+round), budget, round limit, or nothing left to fix.
 """
 
 from __future__ import annotations
@@ -38,13 +39,14 @@ def plateau_update(best_val: float, stale_rounds: int, val_acc: float, min_delta
 
 
 def stop_reason(
-    *, round_: int, max_rounds: int, stale_rounds: int, patience: int, used: int, budget: int, selection: str
+    *, round_: int, max_rounds: int, stale_rounds: int, patience: int, used: int, budget: int,
+    selector_stop: str | None = None,
 ) -> str | None:
-    """Why the loop should stop after `round_`, or None to go on."""
+    """Why the loop should stop after `round_`, or None to go on; `selector_stop` is the strategy's own reason."""
     if stale_rounds >= patience:
         return f"plateau: no val gain >= min_delta for {stale_rounds} round(s)"
-    if selection == "full":
-        return "full pool trained in one round"
+    if selector_stop is not None:
+        return selector_stop
     if used >= budget:
         return f"budget spent: {used} of {budget} pool samples used"
     if round_ >= max_rounds:

@@ -37,8 +37,8 @@ def _describe(node: str, update: dict[str, Any] | None) -> str:
     if node in ("select_data", "merge_selection"):
         return f"selected {len(update['selected'])} pool samples ({len(update['used'])} used in all)"
     if node == "train":
-        c = update["candidates"][0]
-        return f"trained {c['candidate']} on {c['train_size']} samples: val {c['val_acc']:.3f}"
+        return "; ".join(f"trained {c['candidate']} on {c['train_size']} samples: val {c['val_acc']:.3f}"
+                         for c in update["candidates"])
     if node == "choose":
         record = update["history"][-1]
         stop = f" · stop: {update['stop_reason']}" if update.get("stop_reason") else ""

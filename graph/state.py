@@ -126,13 +126,6 @@ class RetrieveTask(TypedDict):
     used: list[str]
 
 
-class TrainTask(TypedDict):
-    round: int
-    candidate: CandidateKind
-    used: list[str]
-    previous: str | None
-
-
 # ---- what each node writes ---------------------------------------------------------------
 
 

@@ -10,19 +10,20 @@ renderables for `gaptune trace`; `--json` prints the same explanations as JSON.
 
 from __future__ import annotations
 
-import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from gaptune.data.errors import RunDirectoryError
 from gaptune.data.live_events import TraceRecorded, announce
+from gaptune.graph.events import EVENT, TraceEvent
 
 if TYPE_CHECKING:
     from gaptune.graph.explain import (
@@ -41,33 +42,37 @@ class Trace:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def record(self, event_id: str, *, round_: int, node: str, agent: str, inputs: dict[str, Any],
-               output: Any, model: str = "", latency_s: float = 0.0) -> None:
-        event = {
-            "event_id": event_id, "time": time.time(), "round": round_, "node": node, "agent": agent,
-            "inputs": inputs, "output": output, "model": model, "latency_s": round(latency_s, 4),
-        }
-        line = json.dumps(event, default=str)
+    def record(self, event: TraceEvent) -> None:
+        line = event.model_dump_json()
         with _lock, self.path.open("a") as handle:
             handle.write(line + "\n")
             handle.flush()
-        announce(TraceRecorded(event_id=event_id, node=node, agent=agent))
+        announce(TraceRecorded(event_id=event.event_id, node=event.node or event.kind, agent=event.agent))
 
-    def events(self) -> list[dict[str, Any]]:
+    def events(self) -> list[TraceEvent]:
         return read_trace(self.path)
 
 
-def read_trace(path: Path) -> list[dict[str, Any]]:
-    """Events in first-seen order, the last write of each event_id winning; a torn last line is ignored."""
-    latest: dict[str, dict[str, Any]] = {}
+def read_trace(path: Path) -> list[TraceEvent]:
+    """Events in first-seen order, the last write of each event_id winning; a torn last line is ignored.
+
+    A line that is not an event of this gaptune (a run directory written by an
+    older version) raises `RunDirectoryError` naming the file and line.
+    """
     if not path.exists():
         return []
-    for line in _lines(path):
+    lines = list(_lines(path))
+    latest: dict[str, TraceEvent] = {}
+    for number, line in enumerate(lines, start=1):
         try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        latest[event["event_id"]] = event
+            event = EVENT.validate_json(line)
+        except ValidationError as error:
+            if number == len(lines) and any(e["type"] == "json_invalid" for e in error.errors()):
+                break  # the write a kill interrupted
+            raise RunDirectoryError(
+                f"{path}:{number}: not a trace event of this gaptune version (a run directory of an older "
+                f"version? start a new run): {error.errors()[0]['msg']}") from None
+        latest[event.event_id] = event
     return list(latest.values())
 
 
@@ -233,8 +238,9 @@ def render_run(overview: RunOverview) -> RenderableType:
             _acc(r.choice.test_acc if r.choice else None),
         )
     lines: list[RenderableType] = [table, Text(f"stop: {overview.stop_reason or 'not finished (resume the run)'}")]
-    if overview.pool_rows_skipped:
-        lines.append(Text(f"pool: {overview.pool_rows_skipped} bad rows skipped while loading", style="yellow"))
+    if overview.rows_skipped:
+        lines.append(Text(f"data: {overview.rows_skipped} bad rows or duplicate ids skipped while loading (gaptune report)",
+                          style="yellow"))
     lines.append(Text("ask: --round N (every decision of a round), --sample ID (why a pool sample was trained on), "
                       "--case ID (what the teachers said about a probe case), --json (any view as JSON)", style="dim"))
     return Group(*lines)

@@ -1,4 +1,5 @@
-"""The house's arrows point one way: graph -> agents -> tools -> data, training -> data; LLM plumbing below the roles."""
+"""The house's arrows point one way: cli -> experiments -> graph -> agents -> tools -> data, training -> data;
+LLM plumbing below the roles."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ ALLOWED = {
     "training": {"data"},
     "agents": {"tools", "data"},
     "graph": {"agents", "tools", "training", "data"},
+    "experiments": {"graph", "agents", "tools", "training", "data"},
 }
+# The command line (cli.py, the package's one top-level module) stands above every room.
+TOP = "cli"
 
 
 def _imports(path: Path) -> set[str]:
@@ -27,6 +31,18 @@ def _imports(path: Path) -> set[str]:
 
 def _modules(room: str) -> list[Path]:
     return sorted(p for p in (ROOT / room).rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_every_module_is_in_a_room() -> None:
+    top = {p.stem for p in ROOT.glob("*.py")}
+    rooms = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
+    assert top == {"__init__", TOP} and rooms == set(ALLOWED), (top, rooms)
+
+
+def test_no_room_imports_the_command_line() -> None:
+    wrong = [f"{path.relative_to(ROOT)} imports {name}" for room in ALLOWED for path in _modules(room)
+             for name in _imports(path) if name == f"gaptune.{TOP}"]
+    assert not wrong, "\n".join(wrong)
 
 
 @pytest.mark.parametrize("room", sorted(ALLOWED))

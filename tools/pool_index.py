@@ -166,7 +166,7 @@ def _ingest(db: sqlite3.Connection, samples: Iterable[Sample], descriptions: Map
     """Record samples and groups, one transaction per chunk; returns (fingerprint, pool size, new, skipped)."""
     digest = hashlib.sha256()
     seen = new = skipped = 0
-    iterator: Iterator[Sample] = iter(tqdm(samples, desc="pool: record", unit="sample", disable=not progress))
+    iterator: Iterator[Sample] = iter(tqdm(samples, desc="pool: record", unit="sample", disable=None if progress else True))
     while chunk := list(islice(iterator, _INGEST_CHUNK)):
         rows = []
         for sample in chunk:
@@ -203,7 +203,7 @@ def _embed_missing(dense: ChromaIndex, groups: list[tuple[str, str, str, str, st
     if not missing:
         return 0
     embedder = load_embedder(model)
-    bar = tqdm(total=len(missing), desc="pool: embed", unit="text", disable=not progress)
+    bar = tqdm(total=len(missing), desc="pool: embed", unit="text", disable=None if progress else True)
     for start in range(0, len(missing), batch_size):
         batch = [by_id[gid] for gid in missing[start:start + batch_size]]
         vectors = embedder.encode([g[1] for g in batch], batch_size=batch_size)

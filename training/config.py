@@ -12,9 +12,11 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from gaptune.data.world.world import DEFAULT_MIX, known_mix
+from gaptune.training.candidate_kinds import known_kind
 
 Device = Literal["auto", "cpu", "cuda"]
-CandidateKind = Literal["lora", "connector", "in-context"]
+# A kind of candidate adapter (training/candidate_kinds), checked when a config is read.
+CandidateKind = Annotated[str, AfterValidator(known_kind)]
 # A pretraining mix of the world, checked when a config is read.
 MixName = Annotated[str, AfterValidator(known_mix)]
 
@@ -41,13 +43,15 @@ class StudentServerConfig(BaseModel):
     base_url: str  # e.g. http://localhost:8000/v1
     model: str  # the base model's name on the server (vllm serve's --served-model-name, or its path)
     api_key_env: str | None = None  # environment variable holding the server's API key, if it wants one
-    max_concurrency: int = Field(default=64, ge=1)  # requests in flight; the server batches them
+    # Evaluation requests in flight to this server (it batches them); not teacher.max_concurrency
+    # (teacher requests) nor the top-level max_concurrency (graph branches).
+    max_concurrency: int = Field(default=64, ge=1)
     timeout_s: float = Field(default=300.0, gt=0)
     max_retries: int = Field(default=3, ge=0)
 
 
 class TrainerConfig(BaseModel):
-    """How each round tunes the student. `candidates` train in parallel; validation picks one."""
+    """How each round tunes the student. `candidates` train one after another; validation picks one."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -88,6 +92,7 @@ class TinyStudentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # The world the student pretrains on; the run's task and pool come from the top-level world_seed.
     world_seed: int = 0
     seed: int = 0
     # Which skills the student is weak in: a key of the world's PRETRAIN_MIXES.

@@ -15,18 +15,16 @@ tally of real and padded tokens kept on the device until training ends.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import torch
-from accelerate.state import AcceleratorState, PartialState
 from torch.utils.data import RandomSampler, Sampler
+from tqdm.auto import tqdm
 from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
@@ -34,16 +32,6 @@ from gaptune.data.errors import ConfigError
 from gaptune.data.live_events import TrainingStep, announce, is_listened
 from gaptune.data.sample import Sample
 from gaptune.training.batching import NO_DEMONSTRATIONS, training_batch, training_lengths
-
-# Guards everything that touches process-wide state: the global RNG (a LoRA
-# adapter's initialisation, the Trainer's own set_seed) and accelerate's
-# singleton state. Candidates train in parallel threads; each must see only
-# its own seed.
-SETUP_LOCK = threading.Lock()
-# accelerate keeps one GradientState per process; with gradient accumulation
-# the Trainer flips its sync flag between micro-steps, which another thread's
-# optimizer would read. Such runs therefore train one at a time.
-_ACCUMULATION_LOCK = threading.Lock()
 
 
 def resolve_device(requested: str) -> str:
@@ -175,8 +163,8 @@ class _BucketingTrainer(TallyingTrainer):
     """Samples batches from precomputed lengths (bucketed) or uniformly, from its own seeded generator.
 
     Own generators (the sampler's and the loader's) keep the data order a
-    function of the seed alone and leave the global RNG untouched while other
-    candidates train in parallel threads.
+    function of the seed alone, whatever ran before in the process, and leave
+    the global RNG to the Trainer's own `set_seed`.
     """
 
     def __init__(self, *args: Any, lengths: list[int] | None, sampler_seed: int, **kwargs: Any) -> None:
@@ -187,8 +175,7 @@ class _BucketingTrainer(TallyingTrainer):
     def get_train_dataloader(self) -> Any:
         loader = super().get_train_dataloader()
         # Without a generator of its own, a DataLoader draws each epoch's worker base seed from the
-        # global RNG, in the middle of another thread's seeded adapter initialisation. accelerate
-        # wraps the loader; the torch one iterates.
+        # global RNG. accelerate wraps the loader; the torch one iterates.
         getattr(loader, "base_dataloader", loader).generator = torch.Generator().manual_seed(self._sampler_seed)
         return loader
 
@@ -234,44 +221,27 @@ class _AnnounceSteps(TrainerCallback):
 
 
 class _Bar(ProgressCallback):
-    """The Trainer's tqdm bar, labelled, without a printed line per log: the losses are returned instead."""
+    """The Trainer's tqdm bar, labelled, only on a terminal, without a printed line per log (losses are returned).
+
+    Off a terminal (a log file, CI) tqdm would write a line per refresh, thousands
+    per run; `disable=None` is tqdm's own "only on a TTY".
+    """
 
     def __init__(self, label: str) -> None:
         super().__init__()
         self.label = label
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        super().on_train_begin(args, state, control, **kwargs)
-        if self.training_bar is not None:
-            self.training_bar.set_description(self.label)
+        if state.is_world_process_zero:
+            self.training_bar = tqdm(total=state.max_steps, desc=self.label, dynamic_ncols=True, disable=None)
+        self.current_step = 0
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
         return None
 
 
-def _configure_accelerate(use_cpu: bool, mixed_precision: str) -> None:
-    """Set up accelerate's per-process state for this run, leaving it alone when it already fits.
-
-    By default TrainingArguments clears that state and builds it anew, under
-    the feet of any candidate already training in another thread (its every
-    step reads it). Here it is built once and reused while runs agree on
-    device and precision; a run that differs (the student pretrained on the
-    GPU, then an adapter on the CPU) starts it afresh. Under a distributed
-    launch the launcher owns it.
-    """
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        device = PartialState._shared_state.get("device")
-        precision = AcceleratorState._shared_state.get("_mixed_precision")
-        if device is not None and (device.type == "cpu") != use_cpu:
-            AcceleratorState._reset_state(reset_partial_state=True)
-        elif precision is not None and precision != mixed_precision:
-            AcceleratorState._reset_state()
-    PartialState(cpu=use_cpu)  # the Trainer's Accelerator adds the precision to it
-
-
 def training_arguments(settings: FitSettings, output_dir: str) -> TrainingArguments:
-    """The Trainer's arguments for `settings` (accelerate's process state is set up for them first)."""
-    _configure_accelerate(settings.device == "cpu", "bf16" if settings.bf16 else "no")
+    """The Trainer's arguments for `settings`; they set up accelerate's process state afresh for this run."""
     schedule: dict[str, Any] = (
         {"lr_scheduler_type": "linear"}
         if settings.lr_floor is None
@@ -297,8 +267,7 @@ def training_arguments(settings: FitSettings, output_dir: str) -> TrainingArgume
         report_to=[],
         seed=settings.seed,
         # accelerate swaps a RandomSampler for its SeedableRandomSampler, seeded from data_seed or
-        # else from the global RNG's initial seed, which a candidate training in a parallel thread
-        # may have just reset: the data order must come from this run's seed alone.
+        # else from the global RNG's initial seed: the data order must come from this run's seed alone.
         data_seed=settings.seed,
         dataloader_num_workers=settings.dataloader_workers,
         dataloader_pin_memory=settings.device == "cuda",
@@ -306,7 +275,6 @@ def training_arguments(settings: FitSettings, output_dir: str) -> TrainingArgume
         remove_unused_columns=False,
         label_names=["labels"],
         disable_tqdm=True,  # fit adds its own quieter bar (see _Bar)
-        accelerator_config={"use_configured_state": True},  # see _configure_accelerate
         **schedule,
     )
 
@@ -328,25 +296,22 @@ def fit(
     lengths = training_lengths(processor, samples, demonstrations) if settings.group_by_length else None
     log_last = _LogLastStep()
     with tempfile.TemporaryDirectory(prefix="gaptune-fit-") as scratch:
-        with SETUP_LOCK:
-            trainer = _BucketingTrainer(
-                model=model,
-                args=training_arguments(settings, scratch),
-                train_dataset=list(samples),
-                data_collator=TrainingCollator(processor, demonstrations),
-                callbacks=[log_last, *callbacks],
-                lengths=lengths,
-                sampler_seed=settings.seed,
-            )
+        trainer = _BucketingTrainer(
+            model=model,
+            args=training_arguments(settings, scratch),
+            train_dataset=list(samples),
+            data_collator=TrainingCollator(processor, demonstrations),
+            callbacks=[log_last, *callbacks],
+            lengths=lengths,
+            sampler_seed=settings.seed,
+        )
         trainer.remove_callback(PrinterCallback)
         if settings.progress is not None:
             trainer.add_callback(_Bar(settings.progress))
         if is_listened():
             trainer.add_callback(_AnnounceSteps(settings.progress or "training"))
-        one_at_a_time = _ACCUMULATION_LOCK if settings.gradient_accumulation > 1 else contextlib.nullcontext()
         started = time.perf_counter()
-        with one_at_a_time:
-            trainer.train()
+        trainer.train()
         seconds = time.perf_counter() - started
     real, padded = trainer.token_counts()
     model.eval()

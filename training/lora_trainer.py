@@ -24,9 +24,9 @@ from pydantic import BaseModel
 
 from gaptune.data.atomic import publish_directory
 from gaptune.data.sample import Sample
+from gaptune.training.candidate_kinds import kind_spec
 from gaptune.training.config import CandidateKind, TrainerConfig
 from gaptune.training.fit import (
-    SETUP_LOCK,
     FitSettings,
     device_for_loading,
     fit,
@@ -73,7 +73,7 @@ def load_adapted(student_path: str | Path, adapter: str | None, *, device: str =
 
 
 def _lora_config(kind: CandidateKind, config: TrainerConfig) -> LoraConfig:
-    modules = config.connector_modules if kind == "connector" else config.lora_modules
+    modules = getattr(config, kind_spec(kind).modules_key)
     return LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=modules, bias="none")
 
@@ -96,10 +96,10 @@ def attach_adapter(model: Any, kind: CandidateKind, config: TrainerConfig) -> An
     try:
         peft_model = get_peft_model(model, _lora_config(kind, config))
     except ValueError as error:
-        modules = config.connector_modules if kind == "connector" else config.lora_modules
+        key = kind_spec(kind).modules_key
         raise ValueError(
-            f"trainer: no module of the student matches the {kind!r} pattern {modules!r} "
-            f"(set trainer.{'connector' if kind == 'connector' else 'lora'}_modules): {error}"
+            f"trainer: no module of the student matches the {kind!r} pattern {getattr(config, key)!r} "
+            f"(set trainer.{key}): {error}"
         ) from error
     return _trainable_in_fp32(peft_model)
 
@@ -138,16 +138,14 @@ def train_candidate(
     if not train_set:
         raise ValueError("trainer: the training set is empty; nothing was selected this round")
     device = resolve_device(config.device)
-    with SETUP_LOCK:  # candidates train in parallel threads; each adapter's init must see only its own seed
-        torch.manual_seed(seed)
-        model, processor, parent = _prepare(student_path, kind, previous, config, device_for_loading(device))
-    demonstrations = (
-        pick_demonstrations(train_set, train_set, k=config.in_context_k, seed=seed) if kind == "in-context" else {}
-    )
+    torch.manual_seed(seed)  # the adapter's initialisation
+    model, processor, parent = _prepare(student_path, kind, previous, config, device_for_loading(device))
+    in_context_k = config.in_context_k if kind_spec(kind).demonstrations else 0
+    demonstrations = pick_demonstrations(train_set, train_set, k=in_context_k, seed=seed) if in_context_k else {}
     result = fit(model, processor, train_set, fit_settings(config, device, seed, kind), demonstrations=demonstrations)
     info = AdapterInfo(kind=kind, parent=parent, train_size=len(train_set), steps=result.steps,
                        final_loss=result.final_loss,
-                       in_context_k=config.in_context_k if kind == "in-context" else 0)
+                       in_context_k=in_context_k)
     if is_main_process():
         _save(model, info, Path(output_dir))
     wait_for_all_processes()

@@ -31,6 +31,7 @@ from PIL import Image
 from gaptune.data.errors import ConfigError, UserError
 from gaptune.data.sample import Sample
 from gaptune.training.batching import NO_DEMONSTRATIONS
+from gaptune.training.candidate_kinds import kind_spec
 from gaptune.training.config import StudentServerConfig
 from gaptune.training.lora_trainer import read_adapter_info
 from gaptune.training.prompting import images_for, messages_for
@@ -117,7 +118,7 @@ class ServedStudent:
 
     def _load(self, adapter: str) -> str:
         info = read_adapter_info(adapter)
-        if info.kind == "connector" or info.parent is not None:
+        if not kind_spec(info.kind).servable or info.parent is not None:
             raise ConfigError(f"adapter {adapter}: a served student applies one LoRA adapter on the language model, "
                               f"not a {info.kind} adapter{' on a merged chain' if info.parent else ''}; "
                               "unset student.server to evaluate it in-process")

@@ -30,9 +30,9 @@ from transformers import (
 )
 
 from gaptune.data.atomic import publish_directory
-from gaptune.data.world.families import FAMILIES, generate
+from gaptune.data.world.families import generate
 from gaptune.data.world.scene import CELL, IMAGE_SIZE
-from gaptune.data.world.world import pretraining_mix
+from gaptune.data.world.world import MIX_VERSIONS, WORLD_FAMILIES, pretraining_mix
 from gaptune.training.config import TinyStudentConfig
 from gaptune.training.fit import (
     FitSettings,
@@ -70,11 +70,11 @@ CHAT_TEMPLATE = (
 
 
 
-def _world_text(seed: int) -> list[str]:
-    """Questions and rationales of every family: what the tokenizer learns its merges from."""
+def _world_text(seed: int, version: str) -> list[str]:
+    """Questions and rationales of every family of the student's world version: what the tokenizer learns its merges from."""
     rng = random.Random(f"tokenizer/{seed}")
     texts = [INSTRUCTION]
-    for family in FAMILIES:
+    for family in WORLD_FAMILIES[version]:
         for _ in range(300):
             item = generate(family, rng)
             steps = "; ".join(text for text, _ in item.steps)
@@ -85,7 +85,7 @@ def _world_text(seed: int) -> list[str]:
 
 def build_tokenizer(config: TinyStudentConfig) -> PreTrainedTokenizerFast:
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
-    bpe.train_from_iterator(_world_text(config.world_seed), vocab_size=config.vocab_size,
+    bpe.train_from_iterator(_world_text(config.world_seed, MIX_VERSIONS[config.mix]), vocab_size=config.vocab_size,
                             min_frequency=2, special_tokens=SPECIAL_TOKENS, show_progress=False)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",

@@ -39,7 +39,11 @@ def api_key(config: OpenAIBackend) -> str:
 
 def check_server(config: OpenAIBackend, *, role: str) -> None:
     """One GET of the model list; raises `TeacherUnavailable` when the server is down, rejects the key, or fails."""
-    client = openai.OpenAI(base_url=config.base_url, api_key=api_key(config), max_retries=1,
+    try:
+        key = api_key(config)
+    except TeacherUnavailable as error:
+        raise TeacherUnavailable(f"{role}: {error}") from error
+    client = openai.OpenAI(base_url=config.base_url, api_key=key, max_retries=1,
                            timeout=min(config.timeout_s, 10.0))
     fix = f"fix the server or {role}'s base_url / api_key_env in the config"
     try:

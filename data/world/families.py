@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gaptune.data.world.scene import (
     COLOURS,
@@ -266,6 +266,31 @@ def changed_relation(rng: random.Random) -> Item:
                 _yes_no(flag), ("yes", "no"))
 
 
+# The crossover world (v2): a target whose steps need two different skills in sequence (find the
+# big object by its size, read its colour, count that colour), and a pool family that teaches the
+# size step on its own. Two students, one rare in each skill, then need different data for it.
+
+def _one_big(rng: random.Random, min_objects: int, max_objects: int) -> tuple[Scene, WorldObject]:
+    """A scene in which exactly one object is big, so "the big object" names one object."""
+    scene = random_scene(rng, min_objects, max_objects)
+    chosen = rng.randrange(len(scene.objects))
+    objects = tuple(replace(o, size="big" if k == chosen else "small") for k, o in enumerate(scene.objects))
+    return Scene(objects), objects[chosen]
+
+
+def find_big(rng: random.Random) -> Item:
+    scene, big = _one_big(rng, 2, 6)
+    return Item((scene,), "Where is the big object?", ((f"big object at {big.position}", SIZE),), big.position)
+
+
+def big_colour_count(rng: random.Random) -> Item:
+    scene, big = _one_big(rng, 3, 7)
+    n = len(scene.matching(big.colour))
+    return Item((scene,), "How many objects have the colour of the big object?",
+                ((f"big object at {big.position}", SIZE), (f"colour at {big.position} = {big.colour}", COLOUR),
+                 (f"count {big.colour} = {n}", COUNTING)), str(n))
+
+
 Program = Callable[[random.Random], Item]
 
 POOL_FAMILIES: dict[str, Program] = {
@@ -293,12 +318,19 @@ TARGET_FAMILIES: dict[str, Program] = {
     "changed-relation": changed_relation,
 }
 
+# The first world's families, in the order its tokenizer learns them (a student's tokenizer
+# depends on this order: keep it).
 FAMILIES: dict[str, Program] = {**POOL_FAMILIES, **TARGET_FAMILIES}
+
+CROSSOVER_POOL_FAMILIES: dict[str, Program] = {"find-big": find_big}
+CROSSOVER_TARGET_FAMILIES: dict[str, Program] = {"big-colour-count": big_colour_count}
+
+ALL_FAMILIES: dict[str, Program] = {**FAMILIES, **CROSSOVER_POOL_FAMILIES, **CROSSOVER_TARGET_FAMILIES}
 
 
 def generate(family: str, rng: random.Random) -> Item:
     """Run a family's program until it draws a scene that can carry its question."""
-    program = FAMILIES[family]
+    program = ALL_FAMILIES[family]
     while True:
         try:
             return program(rng)
@@ -306,4 +338,5 @@ def generate(family: str, rng: random.Random) -> Item:
             continue
 
 
-__all__ = ["FAMILIES", "POOL_FAMILIES", "POSITIONS", "SKILL_DESCRIPTIONS", "TARGET_FAMILIES", "Item", "generate"]
+__all__ = ["ALL_FAMILIES", "CROSSOVER_POOL_FAMILIES", "CROSSOVER_TARGET_FAMILIES", "FAMILIES", "POOL_FAMILIES", "POSITIONS",
+           "SKILL_DESCRIPTIONS", "TARGET_FAMILIES", "Item", "generate"]

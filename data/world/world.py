@@ -15,7 +15,17 @@ from functools import lru_cache
 from PIL import Image
 
 from gaptune.data.sample import RationaleStep, Sample
-from gaptune.data.world.families import POOL_FAMILIES, TARGET_FAMILIES, Item, generate
+from gaptune.data.world.families import (
+    ALL_FAMILIES,
+    CROSSOVER_POOL_FAMILIES,
+    CROSSOVER_TARGET_FAMILIES,
+    FAMILIES,
+    POOL_FAMILIES,
+    TARGET_FAMILIES,
+    Item,
+    Program,
+    generate,
+)
 from gaptune.data.world.scene import render
 
 WORLD_SCHEME = "world://"
@@ -55,7 +65,38 @@ PRETRAIN_MIXES: dict[str, dict[str, float]] = {
 }
 DEFAULT_MIX = "counting-spatial-rare"
 
-TASKS = tuple(TARGET_FAMILIES)
+# The crossover world (v2): v1's families plus `find-big` (the size step on its own) and the
+# target `big-colour-count` (find the big object, read its colour, count that colour). Its pool
+# has its own namespace, so v1's pool ids and samples stay as they were.
+WORLD_VERSIONS = ("v1", "v2")
+POOL_NAMESPACES = {"v1": "pool", "v2": "pool.v2"}
+WORLD_FAMILIES: dict[str, dict[str, Program]] = {"v1": FAMILIES, "v2": ALL_FAMILIES}
+# find-big as sparse as count-colour: each skill of the target is taught by one sparse family.
+POOL_WEIGHTS_V2 = {**POOL_WEIGHTS, "find-big": 1.5}
+
+# Two mirror-image mixes: one makes counting rare, the other size, each rare skill at <= 0.5% of
+# the mix's steps *including* those of the target's own format (0.55% of samples in both, one size
+# and one counting step each), which the first world's mixes got wrong (rule 11 of DESIGN.md).
+# A family absent from a mix has weight 0; the first world's target formats are absent (their
+# counting steps would count towards the rare skill).
+_CROSSOVER_SHARED = {
+    "colour-at": 11, "shape-at": 11, "exists": 11, "locate": 11, "scan": 30, "shape-of-colour": 10,
+    "same-colour": 8, "spot-difference": 8, "what-changed": 8.3, "relation-at": 2, "big-colour-count": 0.75,
+}
+CROSSOVER_MIXES: dict[str, dict[str, float]] = {
+    "count-rare": {**_CROSSOVER_SHARED, "size-at": 9, "find-big": 8, "bigger": 8, "count-colour": 0.1, "count-shape": 0.1},
+    "size-rare": {**_CROSSOVER_SHARED, "count-colour": 9, "count-shape": 8, "more-shapes": 8, "size-at": 0.1, "find-big": 0.1},
+}
+PRETRAIN_MIXES.update(CROSSOVER_MIXES)
+# The crossover world's teacher: a model of the same world pretrained on every family of it at one
+# weight (the target too), so that no skill is rare for it; the `world` critic reads its beliefs
+# about answers (agents/world_teacher.py) and never a rationale.
+TEACHER_MIXES: dict[str, dict[str, float]] = {"world-teacher": dict.fromkeys(ALL_FAMILIES, 1.0)}
+PRETRAIN_MIXES.update(TEACHER_MIXES)
+MIX_VERSIONS = {mix: "v2" if mix in CROSSOVER_MIXES or mix in TEACHER_MIXES else "v1" for mix in PRETRAIN_MIXES}
+
+TASKS = (*TARGET_FAMILIES, *CROSSOVER_TARGET_FAMILIES)
+TASK_VERSIONS = {task: "v2" if task in CROSSOVER_TARGET_FAMILIES else "v1" for task in TASKS}
 
 
 def _rng(seed: int, namespace: str, index: int) -> random.Random:
@@ -63,9 +104,11 @@ def _rng(seed: int, namespace: str, index: int) -> random.Random:
 
 
 def _mixture(namespace: str) -> dict[str, float] | None:
-    """The family weights of a drawn namespace ("pool", "pretrain", "pretrain.<mix>"); None for a task split."""
-    if namespace == "pool":
+    """The family weights of a drawn namespace ("pool", "pool.v2", "pretrain", "pretrain.<mix>"); None for a task split."""
+    if namespace == POOL_NAMESPACES["v1"]:
         return POOL_WEIGHTS
+    if namespace == POOL_NAMESPACES["v2"]:
+        return POOL_WEIGHTS_V2
     if namespace == "pretrain":
         return PRETRAIN_MIXES[DEFAULT_MIX]
     if namespace.startswith("pretrain."):
@@ -108,7 +151,7 @@ def _item(seed: int, namespace: str, index: int) -> tuple[str, Item]:
 
 
 def world_sample(seed: int, namespace: str, index: int) -> Sample:
-    """The sample at `index` of a namespace ("pool", "pretrain" or "<task>/<split>")."""
+    """The sample at `index` of a namespace ("pool", "pool.v2", "pretrain", "pretrain.<mix>" or "<task>/<split>")."""
     family, item = _item(seed, namespace, index)
     prefix = namespace.replace("/", "-")
     return Sample(
@@ -131,12 +174,14 @@ def render_world_image(ref: str) -> Image.Image:
     return render(item.scenes[int(k)])
 
 
-def pool(seed: int = 0, size: int = DEFAULT_POOL_SIZE, exclude_families: Collection[str] = ()) -> Iterator[Sample]:
-    """The pool's samples in order; `exclude_families` drops whole families (their ids stay unused)."""
+def pool(seed: int = 0, size: int = DEFAULT_POOL_SIZE, exclude_families: Collection[str] = (), *,
+         version: str = "v1") -> Iterator[Sample]:
+    """The pool of a world version in order; `exclude_families` drops whole families (their ids stay unused)."""
+    namespace = POOL_NAMESPACES[version]
     for index in range(size):
-        if exclude_families and _item(seed, "pool", index)[0] in exclude_families:
+        if exclude_families and _item(seed, namespace, index)[0] in exclude_families:
             continue
-        yield world_sample(seed, "pool", index)
+        yield world_sample(seed, namespace, index)
 
 
 def known_mix(mix: str) -> str:
@@ -165,7 +210,7 @@ def task_split(task: str, split: str, seed: int = 0, size: int | None = None, *,
     `start` picks another draw of the same split (see DRAW_STRIDE): a new
     probe/val draw per experiment seed, while the test split stays fixed.
     """
-    if task not in TARGET_FAMILIES:
+    if task not in TASKS:
         raise ValueError(f"unknown world task {task!r}; the world's tasks are: {', '.join(TASKS)}")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
@@ -174,4 +219,6 @@ def task_split(task: str, split: str, seed: int = 0, size: int | None = None, *,
 
 
 assert set(POOL_WEIGHTS) == set(POOL_FAMILIES), "every pool family needs a pool weight"
-assert all(set(mix) == set(POOL_FAMILIES) | set(TARGET_FAMILIES) for mix in PRETRAIN_MIXES.values())
+assert set(POOL_WEIGHTS_V2) == set(POOL_FAMILIES) | set(CROSSOVER_POOL_FAMILIES), "every v2 pool family needs a weight"
+assert all(set(PRETRAIN_MIXES[mix]) == set(FAMILIES) for mix, version in MIX_VERSIONS.items() if version == "v1")
+assert all(set(mix) <= set(ALL_FAMILIES) for mix in CROSSOVER_MIXES.values())

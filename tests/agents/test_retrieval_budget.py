@@ -1,17 +1,14 @@
-"""The retriever's budget arithmetic and the baselines' contracts, without an index."""
+"""The retriever's budget arithmetic and the comparison selectors' contracts, without an index."""
 
 from __future__ import annotations
 
 import pytest
 
-from gaptune.agents.baselines import (
-    fixed_selection,
-    full_selection,
-    random_selection,
-    target_skill_counts,
-    target_step_counts,
-)
 from gaptune.agents.retriever import RetrievalConfig, split_budget
+from gaptune.agents.selectors.fixed import fixed_selection
+from gaptune.agents.selectors.full_pool import full_selection
+from gaptune.agents.selectors.random_draw import random_selection
+from gaptune.agents.selectors.task_skills import target_skill_counts, target_step_counts
 from gaptune.data.world.world import task_split
 
 
@@ -42,7 +39,7 @@ def test_retrieval_config_rejects_unknown_keys_and_two_chroma_locations() -> Non
         RetrievalConfig.model_validate({"method": "fused", "top_k": 3})
     with pytest.raises(ValueError, match="not both"):
         RetrievalConfig.model_validate({"chroma": {"path": "/tmp/x", "url": "http://localhost:8000"}})
-    assert RetrievalConfig.model_validate({"chroma": {"url": "http://localhost:8000"}}).chroma.url is not None
+    assert RetrievalConfig.model_validate({"chroma": {"url": "http://localhost:8000"}}).chroma.url == "http://localhost:8000"
 
 
 def test_random_selection_is_seeded_excludes_used_and_keeps_budget() -> None:

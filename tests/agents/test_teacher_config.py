@@ -48,6 +48,8 @@ def test_backends_are_a_discriminated_union() -> None:
     ({"critics": [{"backend": "openai", "model": "m", "api_key_env": "sk-abc123 secret"}]}, "NAME of an environment"),
     ({"critics": [{"backend": "vllm", "model": "m"}]}, "backend"),
     ({"critics": [{"backend": "openai", "model": "m"}], "method": "reference"}, "set method to"),
+    ({"critics": [{"backend": "reader"}], "fallback": {"backend": "openai", "model": "m"}, "method": "reference"},
+     "teacher.fallback has LLM backends"),
     ({"judge": {"backend": "reference"}}, "judge"),
     ({"critics": []}, "critics"),
 ])

@@ -46,6 +46,7 @@ def teacher(server: FaultServer, **overrides: Any) -> TeacherConfig:
     return TeacherConfig.model_validate({"critics": [block], "method": "prompt", "cache": False, **overrides})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fault", "kind", "billed"), [
     ("garbage", "malformed", 1), ("empty", "malformed", 1), ("timeout", "timeout", 1), ("dropped", "unreachable", 1),
     ("429", "rate_limit", 1), ("500", "server_error", 1), ("503", "server_error", 1),
@@ -68,6 +69,7 @@ def test_each_fault_is_retried_and_counted(fault: str, kind: str, billed: int, c
     assert server.authorizations[-1] == f"Bearer {SECRET}"  # the key reaches the server, and only the server
 
 
+@pytest.mark.slow
 def test_a_teacher_that_never_recovers_raises_teacher_error_without_the_key(case, tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GT_TEST_KEY", SECRET)
@@ -92,6 +94,7 @@ def test_unreachable_server_is_a_teacher_error(case, tmp_path: Path) -> None:
     assert raised.value.kind == "unreachable" and "127.0.0.1:9" in str(raised.value)
 
 
+@pytest.mark.slow
 def test_fallback_teacher_takes_over_and_the_failed_faults_stay_counted(case, tmp_path: Path) -> None:
     sample, attempt = case
     with FaultServer(scripted_reply, script=["429"] * 10) as server:
@@ -102,6 +105,7 @@ def test_fallback_teacher_takes_over_and_the_failed_faults_stay_counted(case, tm
     assert critique.usage.faults == {"rate_limit": 4}
 
 
+@pytest.mark.slow
 def test_skill_analyst_names_the_skill_and_answers_repair(case, tmp_path: Path) -> None:
     sample, attempt = case
     with FaultServer(scripted_reply) as server:
@@ -112,6 +116,7 @@ def test_skill_analyst_names_the_skill_and_answers_repair(case, tmp_path: Path) 
     assert critique.usage.calls == 2
 
 
+@pytest.mark.slow
 def test_response_cache_means_a_repeated_run_does_not_pay_twice(case, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GT_TEST_KEY", SECRET)
@@ -147,6 +152,7 @@ def test_agreement_voting_majority_and_ties(case, tmp_path: Path) -> None:
     assert tie.index == 0 and "tie" in tie.reason
 
 
+@pytest.mark.slow
 def test_llm_judge_picks_and_falls_back_to_voting_when_it_fails(case, tmp_path: Path) -> None:
     sample, attempt = case
     candidates = [_critique(2, "comparison", "a"), _critique(0, "counting", "b"), _critique(2, "comparison", "c")]
@@ -167,6 +173,7 @@ def _bare(index: int, question: str) -> Sample:
     return Sample(id=f"p{index}", question=question, answer="2", images=[])
 
 
+@pytest.mark.slow
 def test_pool_annotation_concurrent_cached_resumable_and_counts_failures(tmp_path: Path) -> None:
     bare = [_bare(i, f"How many cats are in picture {i}?") for i in range(6)]
     labelled = Sample(id="has", question="q", answer="a", skills=["colour"])
@@ -192,6 +199,7 @@ def test_pool_annotation_without_annotator_uses_gold_rationale(tmp_path: Path) -
     assert report.failed == {"malformed": 1} and report.failed_ids == ["p9"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vision", [True, False])
 def test_vision_teachers_get_the_images_and_text_teachers_do_not(vision: bool, case, tmp_path: Path) -> None:
     sample, attempt = case
@@ -209,6 +217,7 @@ def test_vision_teachers_get_the_images_and_text_teachers_do_not(vision: bool, c
         assert isinstance(content, str) and "Student's reasoning steps:\n1. count yellow = 2" in content
 
 
+@pytest.mark.slow
 def test_a_failing_later_stage_keeps_the_cost_of_earlier_ones(case, tmp_path: Path) -> None:
     sample, attempt = case
     with FaultServer(scripted_reply) as critic_server, FaultServer(scripted_reply, script=["bad-content"] * 3) as bad:
@@ -221,6 +230,7 @@ def test_a_failing_later_stage_keeps_the_cost_of_earlier_ones(case, tmp_path: Pa
     assert raised.value.usage.faults == {"malformed": 3}
 
 
+@pytest.mark.slow
 def test_the_servers_retry_after_is_honoured(case, tmp_path: Path) -> None:
     sample, attempt = case
     with FaultServer(scripted_reply, script=["429"], retry_after_ms=400) as server:
@@ -241,6 +251,7 @@ FAULT_KINDS = {"429": "rate_limit", "500": "server_error", "503": "server_error"
                "empty": "malformed", "dropped": "unreachable"}
 
 
+@pytest.mark.slow
 def test_a_server_failing_40_percent_of_requests_every_case_completes_and_every_fault_is_counted(
     case, tmp_path: Path
 ) -> None:
@@ -265,6 +276,7 @@ def test_a_server_failing_40_percent_of_requests_every_case_completes_and_every_
     assert sum(o.usage.calls for o in outcomes) == served.count("ok") == 16
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("limit", [2, 8])
 def test_one_limit_on_requests_in_flight_across_every_role(limit: int, case, tmp_path: Path) -> None:
     """Two critics (one falling back), the skill analyst, the judge and the annotator share `max_concurrency`."""

@@ -22,6 +22,8 @@ from gaptune.data.records import Critique
 from gaptune.data.sample import Sample
 from gaptune.data.world.world import task_split
 
+pytestmark = pytest.mark.slow  # runs a language model
+
 
 @pytest.fixture(scope="module")
 def smollm2(cache_dir: Path) -> Path:
@@ -63,7 +65,6 @@ def _outcome(critic, sample: Sample, attempt: Attempt) -> Critique | TeacherErro
         return error
 
 
-@pytest.mark.slow
 def test_swapping_the_teacher_is_one_config_block(smollm2: Path, tmp_path: Path) -> None:
     """One case through `reference`, `openai` (a real local server) and `hf`: a verdict or a counted skip each."""
     sample = task_split("compare-counts", "probe", size=1)[0]

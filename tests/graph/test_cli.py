@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from gaptune.graph.cli import app
+from gaptune.cli import app
 
 
 def torch_has_cuda() -> bool:
@@ -61,10 +61,11 @@ def test_debug_shows_the_traceback_of_a_user_error(own_data_config: Path, tmp_pa
     assert from_env.exit_code == 2 and "Traceback" in from_env.stderr
 
 
+@pytest.mark.slow  # starts the installed command in a process
 def test_the_installed_command_prints_no_traceback(own_data_config: Path, tmp_path: Path) -> None:
     """The console script itself (as a user runs it), not only the app under CliRunner."""
     script = Path(sys.executable).parent / "gaptune"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "gaptune.graph.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "gaptune.cli"]
     result = subprocess.run([*command, "run", str(own_data_config), "--run-dir", str(tmp_path / "run")],
                             capture_output=True, text=True, timeout=300,
                             env={k: v for k, v in os.environ.items() if k != "GAPTUNE_DEBUG"})

@@ -52,6 +52,7 @@ def test_malformed_override_and_missing_file_are_clear(tmp_path: Path) -> None:
 def test_reference_teacher_on_a_task_without_gold_steps_is_refused_before_any_work(tmp_path: Path) -> None:
     from gaptune.data.llava_format import write_llava
     from gaptune.data.world.world import task_split
+    from gaptune.graph.preflight import check_teacher_fits_data
     from gaptune.graph.resources import Resources
     from gaptune.graph.run_dir import RunDir
 
@@ -60,4 +61,5 @@ def test_reference_teacher_on_a_task_without_gold_steps_is_refused_before_any_wo
         write_llava(samples, tmp_path / f"{split}.jsonl")
     config = load_config(None, ["task.world=null"] + [f"task.{s}={tmp_path / s}.jsonl" for s in ("probe", "val", "test")])
     with pytest.raises(ValueError, match="needs gold rationale steps.*teacher.critics"):
-        Resources(config, RunDir(tmp_path / "run")).check_teacher_fits_data()
+        res = Resources(config, RunDir(tmp_path / "run"))
+        check_teacher_fits_data(res.config, res.data)

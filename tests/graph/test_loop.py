@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from gaptune.cli import app
 from gaptune.data.errors import RunDirectoryError
 from gaptune.data.records import Critique, Selection, SelectionItem, Usage
-from gaptune.graph.cli import app
+from gaptune.graph.build import build_graph
 from gaptune.graph.config import load_config
+from gaptune.graph.events import SelectEvent
 from gaptune.graph.runner import checkpointer, resume, run
 from gaptune.graph.trace import read_trace
 
@@ -63,32 +65,36 @@ def test_metrics_follow_the_schema(finished_run: Path) -> None:
         assert 10 <= r["train_size"] - 60 * r["round"] <= 30
         assert r["diagnosis"]["total"] > 0 and r["diagnosis"]["matched"] <= r["diagnosis"]["total"]
     assert len(metrics["used"]) == rounds[-1]["train_size"] - (rounds[1]["train_size"] - 60)
-    assert (finished_run / "report.md").read_text().count("| ") > 5
+    report = (finished_run / "report.md").read_text()
+    for r in rounds:  # one table row per round, with the metrics' own values
+        assert f"| {r['round']} | {r['val_acc']:.3f} | {r['test_acc']:.3f} | {r['train_size']} | {r['chosen'] or '-'} |" \
+            in report
     assert (finished_run / "accuracy.png").stat().st_size > 0
     assert (finished_run / "rounds" / "01" / "adapters" / "lora" / "adapter_config.json").exists()
 
 
 def test_every_trained_pool_sample_has_a_reason(finished_run: Path) -> None:
     events = read_trace(finished_run / "trace.jsonl")
-    selections = [e for e in events if e["node"] == "select_data"]
-    chosen = [item for e in selections for item in e["output"]["items"]]
+    selections = [e for e in events if isinstance(e, SelectEvent)]
+    assert {e.node for e in selections} == {"merge_selection"}
+    chosen = [item for e in selections for item in e.output.items]
     assert len(chosen) == 120
-    assert len({item["sample_id"] for item in chosen}) == 120, "no pool sample is trained in two rounds"
+    assert len({item.sample_id for item in chosen}) == 120, "no pool sample is trained in two rounds"
     for item in chosen:
-        assert item["gap"] and item["query"] and item["rank"] >= 1
-    gaps_with_cases = {gap for e in selections for gap, cases in e["inputs"]["cases_by_gap"].items() if cases}
-    assert {item["gap"] for item in chosen} <= gaps_with_cases
-    for event in events:
-        assert {"event_id", "round", "node", "agent", "inputs", "output", "model", "latency_s"} <= set(event)
+        assert item.gap and item.query and item.rank >= 1
+    gaps_with_cases = {gap for e in selections for gap, cases in e.inputs.cases_by_gap.items() if cases}
+    assert {item.gap for item in chosen} <= gaps_with_cases
+    graph_nodes = set(build_graph().get_graph().nodes)
+    assert {e.node for e in events} <= graph_nodes
 
 
 def test_trace_cli_explains_a_sample_and_a_case(finished_run: Path) -> None:
     events = read_trace(finished_run / "trace.jsonl")
-    item = next(e for e in events if e["node"] == "select_data")["output"]["items"][0]
-    result = CliRunner().invoke(app, ["trace", str(finished_run), "--sample", item["sample_id"], "--json"])
+    item = next(e for e in events if isinstance(e, SelectEvent)).output.items[0]
+    result = CliRunner().invoke(app, ["trace", str(finished_run), "--sample", item.sample_id, "--json"])
     assert result.exit_code == 0, result.output
     reasons = json.loads(result.output)
-    assert reasons[0]["gap"] == item["gap"] and reasons[0]["query"] == item["query"]
+    assert reasons[0]["gap"] == item.gap and reasons[0]["query"] == item.query
     assert reasons[0]["cases"] and all(c["missing_skill"] and c["explanation"] for c in reasons[0]["cases"])
     case = reasons[0]["cases"][0]["case"]
     result = CliRunner().invoke(app, ["trace", str(finished_run), "--case", case, "--json"])
@@ -107,7 +113,7 @@ def test_resume_after_kill_mid_round_reaches_the_same_result(
     finished_run: Path, overrides: list[str], tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "killed"
-    command = [sys.executable, "-m", "gaptune.graph.cli", "run", "--run-dir", str(run_dir)]
+    command = [sys.executable, "-m", "gaptune.cli", "run", "--run-dir", str(run_dir)]
     for override in overrides:
         command += ["--set", override]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
@@ -128,8 +134,8 @@ def test_resume_after_kill_mid_round_reaches_the_same_result(
     for got, want in zip(resumed["rounds"], reference["rounds"], strict=True):
         assert got["val_acc"] == pytest.approx(want["val_acc"]) and got["test_acc"] == pytest.approx(want["test_acc"])
         assert got["gaps"] == want["gaps"] and got["train_size"] == want["train_size"]
-    picked = lambda d: [i["sample_id"] for e in read_trace(d / "trace.jsonl") if e["node"] == "select_data"  # noqa: E731
-                        for i in e["output"]["items"]]
+    picked = lambda d: [i.sample_id for e in read_trace(d / "trace.jsonl") if isinstance(e, SelectEvent)  # noqa: E731
+                        for i in e.output.items]
     assert picked(run_dir) == picked(finished_run)
 
 

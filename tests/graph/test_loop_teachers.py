@@ -13,6 +13,7 @@ import pytest
 from teacher_server import FaultServer, scripted_reply
 
 from gaptune.graph.config import load_config
+from gaptune.graph.events import CritiqueEvent, CritiqueFaultEvent, JudgeEvent
 from gaptune.graph.runner import run
 from gaptune.graph.trace import read_trace
 
@@ -45,18 +46,17 @@ def test_faulty_llm_critic_beside_reference_the_run_completes_and_counts_faults(
         served = list(server.behaviours)
     assert state["stop_reason"].startswith("budget spent")
     events = read_trace(tmp_path / "run" / "trace.jsonl")
-    critiques = [e for e in events if e["node"] == "critique"]
-    skipped = [e for e in critiques if "fault" in e["output"]]
-    answered = [e for e in critiques if "fault" not in e["output"] and e["agent"] == "flaky"]
-    assert len(skipped) == 1 and skipped[0]["output"]["fault"] == "server_error"
-    retried = {}
+    skipped = [e for e in events if isinstance(e, CritiqueFaultEvent)]
+    answered = [e for e in events if isinstance(e, CritiqueEvent) and e.agent == "flaky"]
+    assert len(skipped) == 1 and skipped[0].output.fault == "server_error"
+    retried: dict[str, int] = {}
     for event in answered:
-        for kind, count in event["output"]["usage"]["faults"].items():
+        for kind, count in event.output.usage.faults.items():
             retried[kind] = retried.get(kind, 0) + count
     assert retried == {"malformed": 1, "timeout": 1, "rate_limit": 1, "server_error": 1}
     assert served.count("500") == 1 + 4  # one retried on a good case, four exhausted on the skipped one
-    judged = [e for e in events if e["node"] == "judge"]
-    assert judged and all(len(e["inputs"]["candidates"]) == 2 for e in judged)
+    judged = [e for e in events if isinstance(e, JudgeEvent)]
+    assert judged and all(len(e.inputs.candidates) == 2 for e in judged)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     usage = metrics["rounds"][1]["teacher_usage"]
     # Four faults recovered on answered cases, four on the case given up: all eight in the round totals.
@@ -80,8 +80,8 @@ def test_in_process_hf_teacher_runs_the_loop_with_answer_switch(
                  f"teacher.critics=[{{backend: hf, model: '{weights}'}}]", "teacher.fallback={backend: reference}"]
     state = run(load_config(None, overrides), tmp_path / "run")
     assert state["history"][-1]["round"] == 1
-    critiques = [e for e in read_trace(tmp_path / "run" / "trace.jsonl") if e["node"] == "critique"]
+    critiques = [e for e in read_trace(tmp_path / "run" / "trace.jsonl") if isinstance(e, CritiqueEvent)]
     assert critiques
     for event in critiques:
-        assert event["output"]["method"] in ("answer-switch", "reference"), event["output"]
-        assert event["output"]["missing_skill"]
+        assert event.output.method in ("answer-switch", "reference"), event.output
+        assert event.output.missing_skill

@@ -14,6 +14,7 @@ from gaptune.data.records import Critique, Usage, usage_totals
 from gaptune.data.sample import format_reasoning
 from gaptune.graph import nodes
 from gaptune.graph.config import load_config
+from gaptune.graph.events import ClassifyEvent, JudgeEvent, SelectEvent
 from gaptune.graph.plateau import best_candidate
 from gaptune.graph.resources import Resources
 from gaptune.graph.run_dir import RunDir
@@ -33,12 +34,12 @@ def _resources(tmp_path: Path, cache_dir: Path, *extra: str) -> Resources:
 def _wrong_attempts(res: Resources, round_: int) -> list[Attempt]:
     """Each mined probe sample answered with its gold steps but the first step's number changed: a counting slip."""
     attempts = []
-    for sample in res.mining_set:
+    for sample in res.data.mining_set:
         steps = [step.text for step in sample.steps or []]
         steps[0] = steps[0].rsplit("=", 1)[0] + "= 9"
         attempts.append(Attempt(sample_id=sample.id, output=format_reasoning(steps, "no"), steps=steps,
                                 answer="no", correct=False))
-    res.save_attempts(res.run.attempts(round_, "probe"), attempts)
+    res.student.save_attempts(res.run.attempts(round_, "probe"), attempts)
     return attempts
 
 
@@ -66,20 +67,20 @@ def test_critique_then_judge_keep_one_verdict_per_case_with_its_true_label(res: 
     runtime = Runtime(context=res)
     candidates = []
     for attempt in attempts[:3]:
-        for critic in res.critics:
+        for critic in res.teachers.critics:
             update = nodes.critique({"round": 1, "case": attempt.sample_id, "critic": critic}, runtime)
             assert "teacher_faults" not in update
             candidates += update["critique_candidates"]
     assert {c["critique"].wrong_step for c in candidates} == {0}
-    sample = res.probe_by_id[attempts[0].sample_id]
+    sample = res.data.probe_by_id[attempts[0].sample_id]
     assert candidates[0]["true_skill"] == (sample.steps or [])[0].skill
     state = LoopState(round=1, wrong_cases=[a.sample_id for a in attempts[:3]], critique_candidates=candidates)
     kept = nodes.judge(state, runtime)["critiques"]
     assert [k["critique"].sample_id for k in kept] == state["wrong_cases"]
     # two critics, one case each: the voting judge decides and says why, in the trace too
     assert all("critics agree" in k["judge_reason"] for k in kept)
-    judged = [e for e in read_trace(res.run.trace) if e["node"] == "judge"]
-    assert len(judged) == 3 and judged[0]["output"]["chosen"] in (0, 1)
+    judged = [e for e in read_trace(res.run.trace) if isinstance(e, JudgeEvent)]
+    assert len(judged) == 3 and judged[0].output.chosen in (0, 1)
 
 
 def test_classify_maps_skills_scores_diagnosis_and_the_static_arm_ignores_errors(tmp_path: Path, cache_dir: Path) -> None:
@@ -93,8 +94,8 @@ def test_classify_maps_skills_scores_diagnosis_and_the_static_arm_ignores_errors
         update = nodes.classify(LoopState(round=1, critiques=critiques), Runtime(context=res))
         assert update["gap_of_skill"] == {"Counting.": "counting"}
         assert update["diagnosis"] == {"matched": len(attempts), "total": len(attempts)}
-        event = next(e for e in read_trace(res.run.trace) if e["node"] == "classify_gaps")
-        assert event["output"]["source"].startswith(expected_source)
+        event = next(e for e in read_trace(res.run.trace) if isinstance(e, ClassifyEvent))
+        assert event.node == "classify" and event.output.source.startswith(expected_source)
         if selection == "error-driven":
             assert update["gaps"] == {"counting": len(attempts)}
         else:
@@ -104,7 +105,7 @@ def test_classify_maps_skills_scores_diagnosis_and_the_static_arm_ignores_errors
 def test_routing_has_no_side_effects_and_retrieval_dedupes_across_gaps(res: Resources) -> None:
     state = LoopState(round=1, gaps={"counting": 3, "comparison": 1}, used=[], critiques=[], gap_of_skill={})
     sends = nodes.route_selection(state, Runtime(context=res))
-    assert "_opened_index" not in res.__dict__, "a router must not open (or build) the index"
+    assert "_opened_index" not in res.search.__dict__, "a router must not open (or build) the index"
     assert isinstance(sends, list)
     assert {s.arg["gap"]: s.arg["quota"] for s in sends} == {"counting": 15, "comparison": 5}
     hits = []
@@ -115,10 +116,10 @@ def test_routing_has_no_side_effects_and_retrieval_dedupes_across_gaps(res: Reso
     hits[1]["items"].insert(0, shared.model_copy(update={"gap": hits[1]["gap"], "rank": 5}))
     update = nodes.merge_selection(LoopState(**state, gap_hits=hits), Runtime(context=res))
     assert len(update["selected"]) == len(set(update["selected"])) == 20
-    event = next(e for e in read_trace(res.run.trace) if e["node"] == "select_data")
-    owner = {item["sample_id"]: item["gap"] for item in event["output"]["items"]}
+    event = next(e for e in read_trace(res.run.trace) if isinstance(e, SelectEvent))
+    owner = {item.sample_id: item.gap for item in event.output.items}
     assert owner[shared.sample_id] == hits[0]["gap"]
-    assert event["output"]["shortfall"] == {}
+    assert event.node == "merge_selection" and event.output.shortfall == {}
 
 
 def test_probe_mines_wrong_cases_and_starts_a_round_by_overwriting_branch_lists(
@@ -127,13 +128,13 @@ def test_probe_mines_wrong_cases_and_starts_a_round_by_overwriting_branch_lists(
     right = attempts[0].model_copy(update={"correct": True})
     mined = [right, *attempts[1:]]
     # the evaluation itself is tested in test_student/test_loop; here only what probe does with its attempts
-    monkeypatch.setattr(res, "evaluate", lambda adapter, split, samples=None: evaluation_of(mined))
+    monkeypatch.setattr(res.student, "evaluate", lambda adapter, split, samples=None: evaluation_of(mined))
     update = nodes.probe(LoopState(round=0, current_adapter=None), Runtime(context=res))
     assert update["round"] == 1 and update["wrong_cases"] == [a.sample_id for a in attempts[1:]]
     for key in ("critique_candidates", "teacher_faults", "gap_hits", "candidates"):
         value = update[key]  # type: ignore[literal-required]
         assert isinstance(value, Overwrite) and value.value == []
-    assert res.probe_attempts(1)[right.sample_id].correct
+    assert res.student.probe_attempts(1)[right.sample_id].correct
     assert "stop_reason" not in update
 
 
@@ -159,12 +160,12 @@ def test_best_candidate_and_round_usage_totals() -> None:
 
 def test_probe_training_part_never_holds_mined_samples_and_repeats_on_request(tmp_path: Path, cache_dir: Path) -> None:
     res = _resources(tmp_path, cache_dir, "mining=held-out")
-    mined = {s.id for s in res.mining_set}
-    trained = [s.id for s in res.probe_training_set]
+    mined = {s.id for s in res.data.mining_set}
+    trained = [s.id for s in res.data.probe_training_set]
     assert mined and trained and not mined & set(trained)
-    assert mined | set(trained) == {s.id for s in res.splits["probe"]}
+    assert mined | set(trained) == {s.id for s in res.data.splits["probe"]}
     repeated = _resources(tmp_path / "repeated", cache_dir, "mining=held-out", "probe_repeats=3")
-    assert sorted(s.id for s in repeated.probe_training_set) == sorted(trained * 3)
+    assert sorted(s.id for s in repeated.data.probe_training_set) == sorted(trained * 3)
 
 
 class _DeadCritic:
@@ -184,7 +185,7 @@ class _DeadCritic:
 def test_a_dead_critic_is_asked_fail_fast_after_times_then_the_judge_stops_the_run(tmp_path: Path, cache_dir: Path) -> None:
     res = _resources(tmp_path, cache_dir, "teacher.fail_fast_after=3")
     dead = _DeadCritic()
-    res.__dict__["critics"] = {"dead": dead}
+    res.teachers.__dict__["critics"] = {"dead": dead}
     attempts = _wrong_attempts(res, 1)
     runtime = Runtime(context=res)
     faults = []
@@ -219,7 +220,7 @@ def _candidate(val: float) -> CandidateResult:
 
 def test_a_candidate_worse_than_the_adapter_in_use_does_not_replace_it(res: Resources, monkeypatch: pytest.MonkeyPatch) -> None:
     evaluated: list[str | None] = []
-    monkeypatch.setattr(res, "evaluate", lambda adapter, split, samples=None: evaluated.append(adapter))
+    monkeypatch.setattr(res.student, "evaluate", lambda adapter, split, samples=None: evaluated.append(adapter))
     previous = {"round": 1, "val_acc": 0.88, "test_acc": 0.836, "train_size": 50, "gaps": {}, "chosen": "lora",
                 "why": "", "candidates": {"lora": 0.88}, "teacher_usage": {}, "diagnosis": {}}
     state = LoopState(round=2, history=[previous], candidates=[_candidate(0.815)], current_adapter="rounds/01/lora",
@@ -237,8 +238,8 @@ def test_a_candidate_worse_than_the_adapter_in_use_does_not_replace_it(res: Reso
 def test_the_replace_rule(tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, rule: str, val: float,
                           replaced: bool) -> None:
     res = _resources(tmp_path, cache_dir, f"replace_adapter={rule}")
-    monkeypatch.setattr(res, "evaluate", lambda adapter, split, samples=None: evaluation_of([]))
-    monkeypatch.setattr(res, "save_attempts", lambda path, attempts: None)
+    monkeypatch.setattr(res.student, "evaluate", lambda adapter, split, samples=None: evaluation_of([]))
+    monkeypatch.setattr(res.student, "save_attempts", lambda path, attempts: None)
     previous = {"round": 0, "val_acc": 0.88, "test_acc": 0.8, "train_size": 0, "gaps": {}, "chosen": None,
                 "why": "base student", "candidates": {}, "teacher_usage": {}, "diagnosis": {}}
     state = LoopState(round=1, history=[previous], candidates=[_candidate(val)], current_adapter=None, best_val=0.88,

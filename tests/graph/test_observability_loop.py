@@ -16,9 +16,10 @@ import pytest
 from teacher_server import FaultServer, scripted_reply
 from typer.testing import CliRunner
 
-from gaptune.graph.cli import app
+from gaptune.cli import app
 from gaptune.graph.config import load_config
 from gaptune.graph.runner import resume, run
+from gaptune.graph.events import CritiqueEvent, CritiqueFaultEvent, SelectEvent
 from gaptune.graph.trace import read_trace
 
 pytestmark = pytest.mark.slow
@@ -43,7 +44,7 @@ def plain_run(tmp_path_factory: pytest.TempPathFactory, overrides: list[str]) ->
 
 
 def _kill_at_round_one_selection(run_dir: Path, overrides: list[str]) -> None:
-    command = [sys.executable, "-m", "gaptune.graph.cli", "run", "--run-dir", str(run_dir)]
+    command = [sys.executable, "-m", "gaptune.cli", "run", "--run-dir", str(run_dir)]
     for override in overrides:
         command += ["--set", override]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
@@ -107,8 +108,8 @@ def test_a_killed_and_resumed_run_is_one_mlflow_run_whose_metrics_equal_metrics_
     for r in rounds[1:]:
         for gap, count in r["gaps"].items():
             assert history(f"gaps/{gap}")[r["round"]] == count
-    selected = {e["round"]: len(e["output"]["items"]) for e in read_trace(run_dir / "trace.jsonl")
-                if e["node"] == "select_data"}
+    selected = {e.round: len(e.output.items) for e in read_trace(run_dir / "trace.jsonl")
+                if isinstance(e, SelectEvent)}
     assert history("selection_size") == selected == {1: 60, 2: 60}
 
     artifacts = {a.path for a in client.list_artifacts(kept["run_id"])}
@@ -183,12 +184,12 @@ def test_spans_one_per_node_and_per_teacher_call_with_no_key(
     by_node: dict[str, list[Any]] = {}
     for span in nodes:
         by_node.setdefault(span.name, []).append(span)
-    critique_events = {e["event_id"] for e in events if e["node"] == "critique"}
+    critique_events = {e.event_id for e in events if isinstance(e, CritiqueEvent | CritiqueFaultEvent)}
     assert {name: len(found) for name, found in by_node.items() if name != "retrieve_gap"} == {
         "start": 1, "probe": 1, "critique": len(critique_events), "judge": 1, "classify": 1, "merge_selection": 1,
         "train": 1, "choose": 1, "finish": 1}
-    [select] = [e for e in events if e["node"] == "select_data"]
-    assert len(by_node["retrieve_gap"]) == len(select["output"]["allocation"])
+    [select] = [e for e in events if isinstance(e, SelectEvent)]
+    assert len(by_node["retrieve_gap"]) == len(select.output.allocation)
     assert {tuple(s.attributes["gaptune.event_ids"]) for s in by_node["critique"]} == {(i,) for i in critique_events}
     for span in by_node["critique"]:
         assert span.attributes["gaptune.event_ids"][0] == (f"r1/critique/{span.attributes['gaptune.case']}/"

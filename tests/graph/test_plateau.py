@@ -8,9 +8,10 @@ def test_progress_resets_and_small_gains_count_as_stale() -> None:
 
 
 def test_stop_reasons_in_priority_order() -> None:
-    base = dict(round_=1, max_rounds=3, stale_rounds=0, patience=2, used=100, budget=500, selection="error-driven")
+    base = dict(round_=1, max_rounds=3, stale_rounds=0, patience=2, used=100, budget=500)
     assert stop_reason(**base) is None
     assert stop_reason(**{**base, "stale_rounds": 2}).startswith("plateau")
     assert stop_reason(**{**base, "used": 500}).startswith("budget spent")
     assert stop_reason(**{**base, "round_": 3}).startswith("max_rounds")
-    assert stop_reason(**{**base, "selection": "full"}).startswith("full pool")
+    assert stop_reason(**{**base, "selector_stop": "full pool trained in one round"}).startswith("full pool")
+    assert stop_reason(**{**base, "stale_rounds": 2, "selector_stop": "full pool"}).startswith("plateau")

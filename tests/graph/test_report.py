@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from gaptune.graph.report import metrics_from_state, report_markdown, write_report
+import pytest
+
+from gaptune.data.errors import RunDirectoryError
+from gaptune.graph.metrics import RunMetrics, metrics_from_state, read_metrics
+from gaptune.graph.report import report_markdown, write_report
 from gaptune.graph.run_dir import RunDir
 
 
@@ -17,7 +22,7 @@ def _round(round_: int, val: float, test: float, train_size: int, chosen: str | 
             "diagnosis": {}}
 
 
-METRICS = {
+METRICS_FIELDS: dict[str, Any] = {
     "task": "compare-counts",
     "selection": "error-driven",
     "stop_reason": "max rounds reached",
@@ -30,7 +35,9 @@ METRICS = {
                {"calls": 0.0, "tokens_in": 0.0, "tokens_out": 0.0, "cost_usd": None}, "connector: highest val"),
     ],
     "used": ["p1", "p2"],
+    "data": {},
 }
+METRICS = RunMetrics.model_validate(METRICS_FIELDS)
 
 
 def test_the_headline_names_task_arm_stop_and_base_to_last_test_accuracy() -> None:
@@ -58,7 +65,7 @@ def test_each_trained_round_says_why_its_adapter_was_kept() -> None:
 
 
 def test_a_run_without_rounds_still_gets_a_report() -> None:
-    text = report_markdown({**METRICS, "rounds": [], "stop_reason": None})
+    text = report_markdown(METRICS.model_copy(update={"rounds": [], "stop_reason": None}))
     assert "No round was recorded" in text and "Stop reason: None" in text
 
 
@@ -72,11 +79,11 @@ def test_write_report_writes_the_text_and_both_plots(tmp_path: Path) -> None:
 
 def test_metrics_from_state_keeps_every_round_field_and_the_used_ids() -> None:
     config = SimpleNamespace(task=SimpleNamespace(name="compare-counts"), selection="random")
-    history = [{**r, "extra": "dropped"} for r in METRICS["rounds"]]
-    metrics = metrics_from_state(config, {"history": history, "stop_reason": "budget spent", "used": ["p1"]})
-    assert (metrics["task"], metrics["selection"], metrics["stop_reason"], metrics["used"]) == (
+    metrics = metrics_from_state(config, {"history": METRICS_FIELDS["rounds"], "stop_reason": "budget spent",
+                                          "used": ["p1"]})
+    assert (metrics.task, metrics.selection, metrics.stop_reason, metrics.used) == (
         "compare-counts", "random", "budget spent", ["p1"])
-    assert metrics["rounds"] == METRICS["rounds"]
+    assert metrics.rounds == METRICS.rounds and metrics.rounds[2].teacher_usage.cost_usd is None
 
 
 def test_skipped_rows_and_notes_of_each_data_file_are_in_the_report() -> None:
@@ -84,10 +91,20 @@ def test_skipped_rows_and_notes_of_each_data_file_are_in_the_report() -> None:
     data = {"pool.path": {"file": "pool.jsonl", "samples": 897, "skipped": 25, "problems": problems,
                           "notes": ["pool.jsonl: 3 row(s) have a top-level 'rationale' field"]},
             "task.probe": {"file": "probe.jsonl", "samples": 40, "skipped": 0, "problems": [], "notes": []}}
-    text = report_markdown({**METRICS, "data": data})
+    text = report_markdown(RunMetrics.model_validate({**METRICS_FIELDS, "data": data}))
     section = text[text.index("## Data"):]
     assert "| pool.jsonl (pool.path) | 897 | 25 |" in section and "| probe.jsonl (task.probe) | 40 | 0 |" in section
     assert all(f"- {problem}" in section for problem in problems)
     assert "- ... and 23 more (all of them in trace.jsonl)" in section
     assert "Note: pool.jsonl: 3 row(s) have a top-level 'rationale' field" in section
     assert "## Data" not in report_markdown(METRICS)
+
+
+def test_metrics_round_trip_and_a_file_of_another_version_is_one_error(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    path.write_text(METRICS.model_dump_json())
+    assert read_metrics(path) == METRICS
+    older = {**METRICS_FIELDS, "rounds": [{k: v for k, v in r.items() if k != "diagnosis"} for r in METRICS_FIELDS["rounds"]]}
+    path.write_text(json.dumps(older))
+    with pytest.raises(RunDirectoryError, match=r"metrics.json: not the metrics of this gaptune version.*rounds.0.diagnosis"):
+        read_metrics(path)

@@ -11,15 +11,18 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from gaptune.graph.cli import app
+from gaptune.cli import app
+from gaptune.data.errors import RunDirectoryError
+from gaptune.graph.events import EVENT, ProbeEvent, TraceEvent
 from gaptune.graph.explain import explain_case, explain_round, explain_run, explain_sample, rounds_of
+from gaptune.graph.metrics import RunMetrics, read_metrics
 from gaptune.graph.trace import Trace, read_trace, render_case, render_round, render_run, render_sample
 
 
-def _event(event_id: str, round_: int, node: str, agent: str, inputs: dict[str, Any], output: Any,
-           model: str = "") -> dict[str, Any]:
-    return {"event_id": event_id, "time": 0.0, "round": round_, "node": node, "agent": agent, "inputs": inputs,
-            "output": output, "model": model, "latency_s": 0.0}
+def _event(event_id: str, round_: int, kind: str, agent: str, inputs: dict[str, Any], output: Any,
+           model: str = "", **fields: Any) -> TraceEvent:
+    return EVENT.validate_python({"event_id": event_id, "kind": kind, "time": 0.0, "round": round_, "agent": agent,
+                                  "inputs": inputs, "output": output, "model": model, **fields})
 
 
 def _critique(case: str, teacher: str, step: int, skill: str, explanation: str) -> dict[str, Any]:
@@ -29,6 +32,10 @@ def _critique(case: str, teacher: str, step: int, skill: str, explanation: str) 
 
 def _item(sample_id: str, gap: str, rank: int) -> dict[str, Any]:
     return {"sample_id": sample_id, "gap": gap, "query": f"{gap}: how to", "method": "bm25", "score": 3.5, "rank": rank}
+
+
+def _mapping(text: str, label: str) -> dict[str, Any]:
+    return {"text": text, "label": label, "how": "contains", "score": 1.0, "occurrences": 1}
 
 
 REF_C1 = _critique("c1", "reference", 0, "counting objects", "step 1 should read 'count red = 2'")
@@ -46,41 +53,44 @@ EVENTS = [
            LLM_C1, model="gpt-x"),
     _event("r1/critique/c2/reference", 1, "critique", "reference",
            {"case": "c2", "student_output": "count blue = 1; answer: 1"}, REF_C2),
-    _event("r1/critique/c2/llm", 1, "critique", "llm", {"case": "c2"},
+    _event("r1/critique/c2/llm", 1, "critique_fault", "llm", {"case": "c2"},
            {"fault": "timeout", "message": "teacher 'gpt-x' at http://teacher:8000/v1: timed out"}),
     _event("r1/judge/c1", 1, "judge", "judge", {"case": "c1", "candidates": [REF_C1, LLM_C1]},
            {"chosen": 1, "teacher": "llm", "reason": "the comparison is the first wrong step"}, model="gpt-x"),
-    _event("r1/classify", 1, "classify_gaps", "teacher", {"critiques": ["c1", "c2"]},
+    _event("r1/classify", 1, "classify", "teacher", {"critiques": ["c1", "c2"]},
            {"gaps": {"comparison": 1, "counting": 1}, "source": "errors",
-            "mapping": [{"text": "comparing numbers", "label": "comparison"},
-                        {"text": "counting things", "label": "counting"},
-                        {"text": "counting objects", "label": "counting"}],
+            "mapping": [_mapping("comparing numbers", "comparison"), _mapping("counting things", "counting"),
+                        _mapping("counting objects", "counting")],
             "diagnosis": {"matched": 1, "total": 2}}),
-    _event("r1/select", 1, "select_data", "retriever",
+    _event("r1/select", 1, "select", "retriever",
            {"gaps": {"comparison": 1, "counting": 1}, "budget": 4, "excluded": 0,
             "cases_by_gap": {"comparison": ["c1"], "counting": ["c2"]}},
            {"strategy": "error-driven/bm25", "allocation": {"comparison": 2, "counting": 2},
-            "shortfall": {"comparison": 1, "counting": 1}, "items": [_item("p1", "comparison", 1), _item("p2", "counting", 1)]}),
-    _event("r1/train/lora", 1, "train", "trainer", {"candidate": "lora", "train_size": 6},
+            "shortfall": {"comparison": 1, "counting": 1}, "items": [_item("p1", "comparison", 1), _item("p2", "counting", 1)]},
+           node="merge_selection"),
+    _event("r1/train/lora", 1, "train", "trainer",
+           {"candidate": "lora", "previous": None, "train_size": 6, "pool_samples": 2},
            {"candidate": "lora", "adapter": "a/lora", "val_acc": 0.6, "train_size": 6, "steps": 3, "final_loss": 0.1}),
-    _event("r1/train/connector", 1, "train", "trainer", {"candidate": "connector", "train_size": 6},
+    _event("r1/train/connector", 1, "train", "trainer",
+           {"candidate": "connector", "previous": None, "train_size": 6, "pool_samples": 2},
            {"candidate": "connector", "adapter": "a/connector", "val_acc": 0.55, "train_size": 6, "steps": 3,
             "final_loss": 0.2}),
-    _event("r1/choose", 1, "choose", "selector", {"candidates": ["lora", "connector"]},
+    _event("r1/choose", 1, "choose", "selector", {"candidates": ["lora", "connector"], "incumbent_val_acc": 0.5},
            {"chosen": "lora", "why": "lora: highest val accuracy (0.600) among lora=0.600, connector=0.550",
             "val_acc": 0.6, "test_acc": 0.5, "stop_reason": None}),
     _event("r2/probe", 2, "probe", "evaluator", {"adapter": "a/lora", "samples": 4},
            {"accuracy": 0.75, "wrong_cases": ["c2"]}),
     _event("r2/critique/c2/reference", 2, "critique", "reference",
            {"case": "c2", "student_output": "count blue = 2; answer: 2"}, REF_C2),
-    _event("r2/classify", 2, "classify_gaps", "teacher", {"critiques": ["c2"]},
-           {"gaps": {"counting": 1}, "source": "errors", "mapping": [{"text": "counting things", "label": "counting"}],
+    _event("r2/classify", 2, "classify", "teacher", {"critiques": ["c2"]},
+           {"gaps": {"counting": 1}, "source": "errors", "mapping": [_mapping("counting things", "counting")],
             "diagnosis": {"matched": 1, "total": 1}}),
-    _event("r2/select", 2, "select_data", "retriever",
+    _event("r2/select", 2, "select", "retriever",
            {"gaps": {"counting": 1}, "budget": 1, "excluded": 2, "cases_by_gap": {"counting": ["c2"]}},
            {"strategy": "error-driven/bm25", "allocation": {"counting": 1}, "shortfall": {},
-            "items": [_item("p3", "counting", 1)]}),
-    _event("r2/train/lora", 2, "train", "trainer", {"candidate": "lora", "train_size": 7},
+            "items": [_item("p3", "counting", 1)]}, node="merge_selection"),
+    _event("r2/train/lora", 2, "train", "trainer",
+           {"candidate": "lora", "previous": "a/lora", "train_size": 7, "pool_samples": 3},
            {"candidate": "lora", "adapter": "b/lora", "val_acc": 0.58, "train_size": 7, "steps": 4, "final_loss": 0.1}),
 ]
 
@@ -102,7 +112,7 @@ def test_a_sample_chain_ends_with_its_effect_on_the_round_it_entered() -> None:
     assert [(c.candidate, c.train_size, c.val_acc, c.chosen) for c in effect.candidates] == [
         ("lora", 6, 0.6, True), ("connector", 6, 0.55, False)]
     assert (effect.round, effect.chosen, effect.val_before, effect.val_after) == (1, "lora", 0.5, 0.6)
-    assert effect.also_trained_in == [2]
+    assert effect.also_trained_in == [2] and effect.finished
 
 
 def test_the_single_answered_critique_is_the_case_behind_a_gap_when_the_other_critic_gave_up() -> None:
@@ -116,6 +126,7 @@ def test_a_sample_of_an_unfinished_round_has_candidates_but_no_choice_yet() -> N
     assert effect is not None
     assert [(c.candidate, c.train_size, c.chosen) for c in effect.candidates] == [("lora", 7, False)]
     assert (effect.chosen, effect.val_before, effect.val_after, effect.also_trained_in) == (None, 0.6, None, [])
+    assert not effect.finished
     assert "has not chosen an adapter yet" in _text(render_sample("p3", [selection]))
 
 
@@ -126,11 +137,11 @@ def test_a_sample_selected_before_any_training_has_no_effect() -> None:
 
 
 def test_a_random_selection_has_no_gap_and_no_cases() -> None:
-    events = [*EVENTS[:1], _event("r1/select", 1, "select_data", "retriever",
+    events = [*EVENTS[:1], _event("r1/select", 1, "select", "retriever",
                                   {"gaps": {}, "budget": 1, "excluded": 0, "cases_by_gap": {}},
                                   {"strategy": "random", "allocation": {}, "shortfall": {},
                                    "items": [{"sample_id": "p9", "gap": "", "query": "", "method": "random",
-                                              "score": 0.0, "rank": 1}]})]
+                                              "score": 0.0, "rank": 1}]}, node="select_data")]
     [selection] = explain_sample(events, "p9")
     assert selection.gap == "" and selection.cases == [] and selection.effect is None
     assert "selected by random (no gap" in _text(render_sample("p9", [selection]))
@@ -195,7 +206,8 @@ def test_the_run_overview_has_a_row_per_round_and_the_stop_reason() -> None:
     assert overview.stop_reason is None and overview.events == len(EVENTS)
     text = _text(render_run(overview))
     assert "lora (over connector 0.550)" in text and "(unfinished)" in text and "not finished" in text
-    assert explain_run(EVENTS, {"stop_reason": "max rounds reached"}).stop_reason == "max rounds reached"
+    finished = RunMetrics(task="t", selection="error-driven", stop_reason="max rounds reached", rounds=[], used=[], data={})
+    assert explain_run(EVENTS, finished).stop_reason == "max rounds reached"
 
 
 def test_data_in_brackets_is_printed_as_written_not_read_as_markup() -> None:
@@ -208,20 +220,20 @@ def test_json_views_have_stable_keys() -> None:
     dumped = selection.model_dump(mode="json")
     assert list(dumped) == ["round", "strategy", "sample_id", "gap", "gap_errors", "query", "method", "score", "rank",
                             "cases", "effect"]
-    assert list(dumped["effect"]) == ["round", "candidates", "chosen", "val_before", "val_after", "also_trained_in"]
+    assert list(dumped["effect"]) == ["round", "candidates", "finished", "chosen", "val_before", "val_after",
+                                      "also_trained_in"]
     assert list(dumped["effect"]["candidates"][0]) == ["candidate", "train_size", "val_acc", "chosen"]
     assert list(explain_case(EVENTS, "c1")[0].model_dump()["critiques"][0]) == [
         "teacher", "model", "method", "wrong_step", "missing_skill", "explanation", "gap", "fault", "kept"]
 
 
-def _run_dir(tmp_path: Path, events: list[dict[str, Any]]) -> Path:
+def _run_dir(tmp_path: Path, events: list[TraceEvent]) -> Path:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text("selection: error-driven\n")
     trace = Trace(run_dir / "trace.jsonl")
-    for e in events:
-        trace.record(e["event_id"], round_=e["round"], node=e["node"], agent=e["agent"], inputs=e["inputs"],
-                     output=e["output"], model=e["model"])
+    for event in events:
+        trace.record(event)
     return run_dir
 
 
@@ -282,24 +294,51 @@ def test_a_real_run_explains_each_trained_sample_down_to_its_effect(
                            "task.probe_size=16", "task.val_size=16", "task.test_size=16", "pool.size=200",
                            "round_budget=12", "budget=12", "max_rounds=1", "trainer.epochs=1",
                            "trainer.batch_size=16"]), run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = read_metrics(run_dir / "metrics.json")
     events = read_trace(run_dir / "trace.jsonl")
-    assert len(metrics["used"]) == 12
-    for sample_id in metrics["used"]:
+    assert len(metrics.used) == 12
+    for sample_id in metrics.used:
         [selection] = explain_sample(events, sample_id)
         effect = selection.effect
-        assert effect is not None and effect.round == 1 and effect.chosen == metrics["rounds"][1]["chosen"]
-        assert effect.val_before == metrics["rounds"][0]["val_acc"] and effect.val_after == metrics["rounds"][1]["val_acc"]
-        assert [c.train_size for c in effect.candidates] == [metrics["rounds"][1]["train_size"]]
+        assert effect is not None and effect.round == 1 and effect.chosen == metrics.rounds[1].chosen
+        assert effect.val_before == metrics.rounds[0].val_acc and effect.val_after == metrics.rounds[1].val_acc
+        assert [c.train_size for c in effect.candidates] == [metrics.rounds[1].train_size]
     overview = explain_run(events, metrics)
-    assert overview.stop_reason == metrics["stop_reason"]
-    assert [r.choice.test_acc for r in overview.rounds if r.choice] == [r["test_acc"] for r in metrics["rounds"]]
-    for args in ([], ["--round", "1"], ["--sample", metrics["used"][0]]):
+    assert overview.stop_reason == metrics.stop_reason
+    assert [r.choice.test_acc for r in overview.rounds if r.choice] == [r.test_acc for r in metrics.rounds]
+    for args in ([], ["--round", "1"], ["--sample", metrics.used[0]]):
         result = CliRunner().invoke(app, ["trace", str(run_dir), *args])
         assert result.exit_code == 0, result.output
         result = CliRunner().invoke(app, ["trace", str(run_dir), *args, "--json"])
         assert result.exit_code == 0 and json.loads(result.stdout)
-    wrong = next(e for e in events if e["node"] == "probe")["output"]["wrong_cases"]
+    wrong = next(e for e in events if isinstance(e, ProbeEvent)).output.wrong_cases
     if wrong:
         result = CliRunner().invoke(app, ["trace", str(run_dir), "--case", wrong[0]])
         assert result.exit_code == 0 and "reader" in result.output
+
+
+def test_a_trace_of_another_version_is_one_error_naming_the_line(tmp_path: Path) -> None:
+    run_dir = _run_dir(tmp_path, EVENTS[:2])
+    with (run_dir / "trace.jsonl").open("a") as handle:
+        handle.write(json.dumps({"event_id": "r1/classify", "round": 1, "node": "classify_gaps", "agent": "teacher",
+                                 "inputs": {}, "output": {}}) + "\n")
+        handle.write('{"event_id": "r1/pro')  # a torn last line (a kill mid-write) is ignored, not an error
+    with pytest.raises(RunDirectoryError, match=r"trace.jsonl:3: not a trace event of this gaptune version"):
+        read_trace(run_dir / "trace.jsonl")
+    result = CliRunner().invoke(app, ["trace", str(run_dir)])
+    assert result.exit_code == 2 and "trace.jsonl:3" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
+    run_dir = _run_dir(tmp_path, EVENTS[:3])
+    with (run_dir / "trace.jsonl").open("a") as handle:
+        handle.write('{"event_id": "r1/critique/c1/llm", "kind": "crit')
+    assert read_trace(run_dir / "trace.jsonl") == EVENTS[:3]
+
+
+def test_skipped_data_rows_are_counted_in_the_overview_and_are_no_round() -> None:
+    load = _event("load/task.probe_file", 0, "load", "loader", {"path": "probe.jsonl"},
+                  {"skipped": 3, "problems": ["probe.jsonl:2: no image"]})
+    overview = explain_run([load, *EVENTS])
+    assert overview.rows_skipped == 3 and rounds_of([load, *EVENTS]) == [0, 1, 2]
+    assert "3 bad rows or duplicate ids skipped" in _text(render_run(overview))

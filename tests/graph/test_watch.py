@@ -26,7 +26,7 @@ def test_watch_follows_a_running_loop_to_its_end(cache_dir: Path, tiny_student: 
     overrides = [f"cache_dir={cache_dir}", f"student.path={tiny_student}", "task.probe_size=40", "task.val_size=40",
                  "task.test_size=40", "pool.size=3000", "round_budget=60", "budget=60", "max_rounds=1",
                  "trainer.epochs=3", "trainer.batch_size=8"]
-    command = [sys.executable, "-m", "gaptune.graph.cli", "run", "--run-dir", str(run_dir)]
+    command = [sys.executable, "-m", "gaptune.cli", "run", "--run-dir", str(run_dir)]
     for override in overrides:
         command += ["--set", override]
     loop = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
@@ -39,7 +39,7 @@ def test_watch_follows_a_running_loop_to_its_end(cache_dir: Path, tiny_student: 
         assert loop.poll() is None, loop.stderr.read().decode() if loop.stderr else "the loop ended early"
         _tmux(socket, "new-session", "-d", "-s", "watch", "-x", "150", "-y", "40")
         _tmux(socket, "send-keys", "-t", "watch",
-              f"{sys.executable} -m gaptune.graph.cli watch {run_dir}; echo WATCH-EXIT=$?", "Enter")
+              f"{sys.executable} -m gaptune.cli watch {run_dir}; echo WATCH-EXIT=$?", "Enter")
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
             frame = _tmux(socket, "capture-pane", "-p", "-t", "watch")

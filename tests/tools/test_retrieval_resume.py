@@ -19,6 +19,8 @@ from gaptune.data.world.world import pool
 from gaptune.tools import chroma_index
 from gaptune.tools.pool_index import MANIFEST, PoolIndex, index_pool
 
+pytestmark = pytest.mark.slow  # kills and restarts indexing processes
+
 POOL_SIZE = 120
 
 

@@ -101,10 +101,10 @@ def test_a_runs_evaluations_go_to_the_server_when_one_is_set(tiny_student: Path,
 
     common = [f"cache_dir={cache_dir}", f"student.path={tiny_student}", "student.eval_batch_size=1",
               "student.max_new_tokens=24", "task.probe_size=4", "task.val_size=5", "task.test_size=4"]
-    local = Resources(load_config(None, common), RunDir(tmp_path / "local")).evaluate(None, "val")
+    local = Resources(load_config(None, common), RunDir(tmp_path / "local")).student.evaluate(None, "val")
     with StudentServer(tiny_student) as server:
         config = load_config(None, [*common, f"student.server={{base_url: '{server.base_url}', model: student}}"])
-        served = Resources(config, RunDir(tmp_path / "served")).evaluate(None, "val")
+        served = Resources(config, RunDir(tmp_path / "served")).student.evaluate(None, "val")
         assert server.completions["student"] == 5
     assert [a.output for a in served.attempts] == [a.output for a in local.attempts]
     assert served.accuracy == local.accuracy and served.per_skill == local.per_skill

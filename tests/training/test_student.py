@@ -23,6 +23,7 @@ from gaptune.training.student import StudentLoadError, load_student
 from gaptune.training.tiny_student import pretrain_settings, shipped_student_path
 
 
+@pytest.mark.slow
 def test_saved_student_loads_through_the_auto_classes(tiny_student: Path) -> None:
     model = AutoModelForImageTextToText.from_pretrained(tiny_student, local_files_only=True)
     processor = AutoProcessor.from_pretrained(tiny_student, local_files_only=True)
@@ -55,6 +56,7 @@ def test_pretraining_recipe_on_the_trainer_path(tmp_path: Path) -> None:
     assert TinyStudentConfig(device="cpu").fingerprint() == config.fingerprint()
 
 
+@pytest.mark.slow
 def test_tokenizer_encodes_any_text_and_world_words_are_single_tokens(tiny_student: Path) -> None:
     _, processor = load_student(tiny_student)
     tokenizer = processor.tokenizer
@@ -64,6 +66,7 @@ def test_tokenizer_encodes_any_text_and_world_words_are_single_tokens(tiny_stude
     assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
 
 
+@pytest.mark.slow
 def test_training_batch_masks_everything_but_the_answer(tiny_student: Path) -> None:
     _, processor = load_student(tiny_student)
     samples = task_split("compare-counts", "probe", size=3)
@@ -74,6 +77,7 @@ def test_training_batch_masks_everything_but_the_answer(tiny_student: Path) -> N
         assert decoded.strip() == sample.target_text() + processor.tokenizer.eos_token
 
 
+@pytest.mark.slow
 def test_generation_batch_is_left_padded(tiny_student: Path) -> None:
     _, processor = load_student(tiny_student)
     samples = task_split("changed-relation", "probe", size=2) + task_split("compare-counts", "probe", size=2)
@@ -83,6 +87,7 @@ def test_generation_batch_is_left_padded(tiny_student: Path) -> None:
     assert batch["pixel_values"].shape[0] == sum(len(s.images) for s in samples)
 
 
+@pytest.mark.slow
 def test_batched_generation_equals_one_by_one(tiny_student: Path) -> None:
     model, processor = load_student(tiny_student)
     samples = task_split("relative-position", "val", size=6)
@@ -114,6 +119,7 @@ def test_the_default_recipe_ships_its_student() -> None:
     assert TinyStudentConfig.model_validate(record["config"]).fingerprint() == TinyStudentConfig().fingerprint()
 
 
+@pytest.mark.slow
 def test_a_shipped_student_is_copied_not_built_and_a_rebuild_verifies_it(
         tiny_student: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil

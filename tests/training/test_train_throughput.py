@@ -38,6 +38,7 @@ def _assert_sane(result: dict[str, Any]) -> None:
     assert share["in-context"] == share["lora"], "in-context trains the same LoRA, on longer inputs"
 
 
+@pytest.mark.slow
 def test_tiny_benchmark_on_cpu_compares_both_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     result = _benchmark().main(["--size", "tiny", "--device", "cpu", "--batch", "8", "--warmup", "1", "--steps", "2",
                                 "--kind-steps", "2", "--json", str(tmp_path / "tiny.json")])
@@ -48,6 +49,7 @@ def test_tiny_benchmark_on_cpu_compares_both_paths(tmp_path: Path, capsys: pytes
     assert "ratio ours/plain" in printed and "| connector |" in printed
 
 
+@pytest.mark.slow
 def test_gpu_check_script_parses_its_arguments_and_writes_outputs(tmp_path: Path) -> None:
     """The script prepared for a GPU machine, run at tiny size; without CUDA its GPU tests are collected and skipped."""
     command = ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--size", "tiny", "--batch", "4", "--steps", "1",

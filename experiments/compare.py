@@ -11,10 +11,8 @@ from their ids.
 from __future__ import annotations
 
 import io
-import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -27,8 +25,9 @@ from rich.table import Table
 from gaptune.data.atomic import write_bytes_atomic
 from gaptune.data.errors import RunDirectoryError
 from gaptune.data.loaders import load_samples
+from gaptune.experiments.results import composition
 from gaptune.graph.config import load_config
-from gaptune.graph.efficiency import composition
+from gaptune.graph.metrics import RoundMetrics, read_metrics
 from gaptune.graph.run_dir import RunDir
 
 # Skills shown per run in the composition table; the rest are summed up as "other".
@@ -42,7 +41,7 @@ class ComparedRun(BaseModel):
     task: str
     selection: str
     stop_reason: str | None
-    rounds: list[dict[str, Any]]
+    rounds: list[RoundMetrics]
     skills: dict[str, int]
     selected: int
     teacher_calls: int
@@ -68,14 +67,13 @@ def load_run(path: Path) -> ComparedRun:
     if not run.metrics.exists() or not run.config.exists():
         raise RunDirectoryError(f"{path}: not a finished gaptune run (expected metrics.json and config.yaml; "
                                 f"an unfinished run continues with `gaptune resume {path}`)")
-    metrics = json.loads(run.metrics.read_text())
-    usages = [r.get("teacher_usage") or {} for r in metrics["rounds"]]
-    costs = [u["cost_usd"] for u in usages if u.get("cost_usd") is not None]
+    metrics = read_metrics(run.metrics)
+    usages = [r.teacher_usage for r in metrics.rounds]
+    costs = [u.cost_usd for u in usages if u.cost_usd is not None]
     return ComparedRun(
-        label=path.name, task=metrics["task"], selection=metrics["selection"], stop_reason=metrics["stop_reason"],
-        rounds=metrics["rounds"], skills=dict(_skills(run, metrics.get("used", []))), selected=len(metrics.get("used", [])),
-        teacher_calls=int(sum(u.get("calls") or 0 for u in usages)),
-        tokens=int(sum((u.get("tokens_in") or 0) + (u.get("tokens_out") or 0) for u in usages)),
+        label=path.name, task=metrics.task, selection=metrics.selection, stop_reason=metrics.stop_reason,
+        rounds=metrics.rounds, skills=dict(_skills(run, metrics.used)), selected=len(metrics.used),
+        teacher_calls=int(sum(u.calls for u in usages)), tokens=int(sum(u.tokens_in + u.tokens_out for u in usages)),
         cost_usd=sum(costs) if costs else None,
     )
 
@@ -93,7 +91,7 @@ def render_comparison(runs: list[ComparedRun]) -> RenderableType:
     for label, r in zip(labels, runs, strict=True):
         accuracy.add_column(f"{label}\n{r.selection}", justify="right")
     for round_ in range(max(len(r.rounds) for r in runs)):
-        cells = [f"{r.rounds[round_]['val_acc']:.3f} / {r.rounds[round_]['test_acc']:.3f}" if round_ < len(r.rounds)
+        cells = [f"{r.rounds[round_].val_acc:.3f} / {r.rounds[round_].test_acc:.3f}" if round_ < len(r.rounds)
                  else "-" for r in runs]
         accuracy.add_row(str(round_), *cells)
     accuracy.add_row("stop", *[r.stop_reason or "-" for r in runs])
@@ -122,13 +120,13 @@ def plot_comparison(runs: list[ComparedRun], path: Path) -> None:
     """Val (solid) and test (dashed) accuracy per round, one colour per run."""
     figure, axis = plt.subplots(figsize=(6, 3.6))
     for label, r in zip(_labels(runs), runs, strict=True):
-        rounds = [x["round"] for x in r.rounds]
-        (line,) = axis.plot(rounds, [x["val_acc"] for x in r.rounds], marker="o", label=f"{label} val")
-        axis.plot(rounds, [x["test_acc"] for x in r.rounds], marker="s", linestyle="--", color=line.get_color(),
+        rounds = [x.round for x in r.rounds]
+        (line,) = axis.plot(rounds, [x.val_acc for x in r.rounds], marker="o", label=f"{label} val")
+        axis.plot(rounds, [x.test_acc for x in r.rounds], marker="s", linestyle="--", color=line.get_color(),
                   label=f"{label} test")
     axis.set_xlabel("round")
     axis.set_ylabel("accuracy")
-    axis.set_xticks(sorted({x["round"] for r in runs for x in r.rounds}))
+    axis.set_xticks(sorted({x.round for r in runs for x in r.rounds}))
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
     figure.tight_layout()

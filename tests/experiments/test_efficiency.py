@@ -10,12 +10,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gaptune.graph.cli import app
+from gaptune.cli import app
+from gaptune.experiments.spec import Cell, EfficiencySpec, cell_overrides, plan
 from gaptune.graph.config import load_config
-from gaptune.graph.efficiency import Cell, EfficiencySpec, cell_overrides, plan
+from gaptune.graph.events import ClassifyEvent
 from gaptune.graph.trace import read_trace
-
-pytestmark = pytest.mark.slow
 
 
 def test_plan_runs_swaps_after_both_students_error_driven_runs() -> None:
@@ -46,6 +45,7 @@ def test_spec_errors_name_the_field(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "must include 'error-driven'" in result.output
 
 
+@pytest.mark.slow
 def test_ci_sized_table_is_written_and_a_rerun_skips_finished_runs(tmp_path: Path, cache_dir: Path,
                                                                    tiny_student: Path) -> None:
     spec = {
@@ -69,10 +69,10 @@ def test_ci_sized_table_is_written_and_a_rerun_skips_finished_runs(tmp_path: Pat
     driven = next(r for r in rows if r["arm"] == "error-driven")
     assert int(driven["diagnosis_total"]) > 0 and int(driven["diagnosis_matched"]) <= int(driven["diagnosis_total"])
     sources = {arm: next(e for e in read_trace(out / f"runs/a/b40/{arm}/s0/trace.jsonl")
-                         if e["node"] == "classify_gaps")["output"] for arm in ("step-query", "task-steps")}
-    assert sources["step-query"]["source"].startswith("wrong step texts")
-    assert sources["task-steps"]["source"].startswith("target gold step texts")
-    assert any(gap.startswith("count ") for gap in sources["task-steps"]["gaps"])
+                         if isinstance(e, ClassifyEvent)).output for arm in ("step-query", "task-steps")}
+    assert sources["step-query"].source.startswith("wrong step texts")
+    assert sources["task-steps"].source.startswith("target gold step texts")
+    assert any(gap.startswith("count ") for gap in sources["task-steps"].gaps)
     table = (out / "table.md").read_text()
     assert "| base |" in table and "| **error-driven** |" in table and "[" in table.split("| random |")[1]
     composition = (out / "composition.md").read_text()

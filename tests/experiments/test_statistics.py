@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gaptune.graph.statistics import mean_std, paired_bootstrap
+from gaptune.experiments.statistics import mean_std, paired_bootstrap
 
 
 def test_mean_std() -> None:

@@ -1,4 +1,4 @@
-"""The `gaptune` command line: run, resume, trace, report, eval, world and pool commands.
+"""The `gaptune` command line: run, resume, trace, report, eval, and the world, pool and bench commands.
 
 Every command runs inside one error handler (`_Commands.invoke`): an error the
 user can fix (a `UserError`, and the few library errors that mean the same,
@@ -192,6 +192,7 @@ def trace(run_dir: Path,
     """
     from gaptune.graph import explain
     from gaptune.graph import trace as views
+    from gaptune.graph.metrics import read_metrics
 
     asked = [name for name, value in (("--sample", sample), ("--case", case), ("--round", round_)) if value is not None]
     if len(asked) > 1:
@@ -219,7 +220,7 @@ def trace(run_dir: Path,
         explained = explain.explain_round(events, round_)
         payload, view = explained.model_dump(mode="json"), views.render_round(explained)
     else:
-        metrics = json.loads(run.metrics.read_text()) if run.metrics.exists() else None
+        metrics = read_metrics(run.metrics) if run.metrics.exists() else None
         overview = explain.explain_run(events, metrics)
         payload, view = overview.model_dump(mode="json"), views.render_run(overview)
     if as_json:
@@ -236,20 +237,21 @@ def _no_answer(message: str) -> NoReturn:
 @app.command()
 def report(run_dir: Path) -> None:
     """Rewrite report.md and its plots from metrics.json, and print the round table."""
+    from gaptune.graph.metrics import read_metrics
     from gaptune.graph.report import write_report
 
     run = _run_directory(run_dir)
     if not run.metrics.exists():
         raise RunDirectoryError(f"{run_dir}: no metrics.json: the run has not finished "
                                 f"(continue it with `gaptune resume {run_dir}`)")
-    metrics = json.loads(run.metrics.read_text())
+    metrics = read_metrics(run.metrics)
     write_report(run, metrics)
-    table = Table(title=f"{metrics['task']} · {metrics['selection']} · {metrics['stop_reason']}")
+    table = Table(title=f"{metrics.task} · {metrics.selection} · {metrics.stop_reason}")
     for column in ("round", "val", "test", "train size", "gaps"):
         table.add_column(column)
-    for r in metrics["rounds"]:
-        table.add_row(str(r["round"]), f"{r['val_acc']:.3f}", f"{r['test_acc']:.3f}", str(r["train_size"]),
-                      ", ".join(f"{g} {n}" for g, n in r["gaps"].items()))
+    for r in metrics.rounds:
+        table.add_row(str(r.round), f"{r.val_acc:.3f}", f"{r.test_acc:.3f}", str(r.train_size),
+                      ", ".join(f"{g} {n}" for g, n in r.gaps.items()))
     console.print(table)
     console.print(f"report: {run.report}")
 
@@ -275,7 +277,7 @@ def compare(run_dirs: Annotated[list[Path], typer.Argument(help="finished run di
             plot: Annotated[Path, typer.Option(help="where the accuracy-per-round plot goes")] = Path("compare.png"),
             ) -> None:
     """Several finished runs side by side: accuracy per round, selection by skill, teacher cost, and a plot."""
-    from gaptune.graph.compare import load_run, plot_comparison, render_comparison
+    from gaptune.experiments.compare import load_run, plot_comparison, render_comparison
 
     runs = [load_run(_run_directory(path).root) for path in run_dirs]
     console.print(render_comparison(runs))
@@ -301,13 +303,13 @@ def eval_(config: ConfigArg = None,
     samples = None
     if split == "pool":
         by_family: dict[str, list[Any]] = defaultdict(list)
-        for sample in res.pool.values():
+        for sample in res.data.pool.values():
             if len(by_family[sample.task]) < per_family:
                 by_family[sample.task].append(sample)
         samples = [sample for family in sorted(by_family) for sample in by_family[family]]
     elif split not in ("probe", "val", "test"):
         raise UserError(f"--split {split!r}: expected probe, val, test or pool")
-    evaluation = res.evaluate(str(adapter) if adapter else None, split, samples)
+    evaluation = res.student.evaluate(str(adapter) if adapter else None, split, samples)
     title = "pool" if split == "pool" else f"{resolved.task.name} · {split}"
     table = Table(title=f"{title} · {len(evaluation.attempts)} samples")
     table.add_column("group")
@@ -338,21 +340,21 @@ def data_check(file: Annotated[str, typer.Argument(help="a LLaVA JSON/JSONL file
     with_steps = [s for s in samples if s.steps]
     skills = Counter(step.skill for s in with_steps for step in s.steps or [])
     skills.update(skill for s in samples for skill in s.skills)
-    console.print(f"{file}: {len(samples)} samples; {len(with_steps)} with gold rationale steps "
-                  f"({sum(len(s.steps or []) for s in with_steps)} steps); {sum(bool(s.images) for s in samples)} "
-                  f"with images; {sum(bool(s.choices) for s in samples)} multiple-choice")
+    typer.echo(f"{file}: {len(samples)} samples; {len(with_steps)} with gold rationale steps "
+               f"({sum(len(s.steps or []) for s in with_steps)} steps); {sum(bool(s.images) for s in samples)} "
+               f"with images; {sum(bool(s.choices) for s in samples)} multiple-choice")
     if skills:
-        console.print("skills: " + ", ".join(f"{name} {count}" for name, count in skills.most_common()))
+        typer.echo("skills: " + ", ".join(f"{name} {count}" for name, count in skills.most_common()))
     if samples:
         first = samples[0]
-        console.print(f"first sample: id {first.id!r}, question {first.question!r}, answer {first.answer!r}, "
-                      f"{len(first.steps or [])} steps")
+        typer.echo(f"first sample: id {first.id!r}, question {first.question!r}, answer {first.answer!r}, "
+                   f"{len(first.steps or [])} steps")
     for note in result.notes:
-        console.print(f"[yellow]note: {note}[/]")
+        typer.secho(f"note: {note}", fg="yellow")
     for problem in result.problems[:shown]:
-        console.print(f"[red]skip[/] {problem.describe()}")
+        typer.echo(f"skip {problem.describe()}")
     if result.skipped > shown:
-        console.print(f"... and {result.skipped - shown} more")
+        typer.echo(f"... and {result.skipped - shown} more")
     if result.skipped:
         raise UserError(f"{file}: {result.skipped} rows or duplicate ids would be skipped in a pool, and stop a run "
                         "as a task split (listed above)")
@@ -402,7 +404,7 @@ def pool_index(config: ConfigArg = None, set_: SetOpt = []) -> None:  # noqa: B0
     from gaptune.graph.resources import Resources
 
     res = Resources(_config(config, set_), _scratch_run(), console=console)
-    index = res.index
+    index = res.search.index
     console.print(f"pool index: {index.manifest.samples} samples, {index.manifest.groups} documents at {index.index_dir}")
 
 
@@ -412,17 +414,15 @@ def pool_annotate(config: Path, out: Annotated[Path, typer.Option(help="annotate
     """Have the annotator teacher write the skills each pool sample teaches (cached, resumable)."""
     from gaptune.agents.annotator import annotate_pool
     from gaptune.agents.llm.server_check import check_server
-    from gaptune.agents.teacher_config import http_teachers
+    from gaptune.agents.teacher_config import OpenAIBackend
     from gaptune.data.llava_format import write_llava
     from gaptune.graph.resources import Resources
 
     resolved = _config(config, set_)
-    if resolved.teacher.check_servers:
-        for role, backend in http_teachers(resolved.teacher):
-            if role == "teacher.annotator":
-                check_server(backend, role=role)
+    if resolved.teacher.check_servers and isinstance(resolved.teacher.annotator, OpenAIBackend):
+        check_server(resolved.teacher.annotator, role="teacher.annotator")
     res = Resources(resolved, _scratch_run(), console=console)
-    report_ = annotate_pool(res.pool.values(), resolved.teacher, cache_dir=res.cache_dir / "teacher")
+    report_ = annotate_pool(res.data.pool.values(), resolved.teacher, cache_dir=Path(resolved.cache_dir) / "teacher")
     written = write_llava(report_.samples, out)
     console.print(f"annotated pool: {written} samples -> {out}; {report_.model_dump(exclude={'samples'})}")
 
@@ -436,13 +436,9 @@ def bench_efficiency(spec: Annotated[Path | None, typer.Argument(help="bench spe
                      ) -> None:
     """Error-driven against every other arm: two students, budgets, seeds; resumable (finished runs are kept)."""
     from gaptune.data.atomic import write_text_atomic
-    from gaptune.graph.efficiency import (
-        load_spec,
-        run_cells,
-        save_spec,
-        student_skills_markdown,
-        write_outputs,
-    )
+    from gaptune.experiments.runner import run_cells
+    from gaptune.experiments.spec import load_spec, save_spec
+    from gaptune.experiments.tables import student_skills_markdown, write_outputs
     from gaptune.graph.resources import Resources
 
     resolved = load_spec(spec)
@@ -452,7 +448,7 @@ def bench_efficiency(spec: Annotated[Path | None, typer.Argument(help="bench spe
     if students_table and not report_only:
         def evaluate(overrides: list[str], samples: list[Any]) -> Any:
             res = Resources(load_config(None, overrides), _scratch_run(), console=console)
-            return res.evaluate(None, "pool", samples)
+            return res.student.evaluate(None, "pool", samples)
 
         write_text_atomic(out / "students.md", student_skills_markdown(resolved, per_family, resolved.overrides, evaluate))
     if not report_only:
@@ -464,6 +460,21 @@ def bench_efficiency(spec: Annotated[Path | None, typer.Argument(help="bench spe
     rows = write_outputs(resolved, out, wall_s=None if report_only else wall)
     console.print((out / "table.md").read_text())
     console.print(f"{len(rows)} runs in the table; this invocation took {wall:.0f} s; see {out}")
+
+
+@bench_app.command("pilot")
+def bench_pilot(spec: Annotated[Path, typer.Argument(help="the pre-registered crossover spec YAML")],
+                out: Annotated[Path, typer.Option(help="where the pilot's report goes")],
+                set_: SetOpt = []) -> None:  # noqa: B006
+    """Build each base student of a crossover spec and check the spec's go-criteria on the target's probe split."""
+    from gaptune.experiments.pilot import load_crossover_spec, run_pilot
+
+    resolved = load_crossover_spec(spec)
+    started = time.perf_counter()
+    criteria = run_pilot(resolved, out, console=console, extra=set_)
+    console.print((out / "pilot.md").read_text())
+    console.print(f"pilot took {time.perf_counter() - started:.0f} s; see {out}")
+    raise typer.Exit(0 if all(c.held for c in criteria) else 1)
 
 
 if __name__ == "__main__":
