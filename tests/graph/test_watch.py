@@ -45,7 +45,7 @@ def test_watch_follows_a_running_loop_to_its_end(cache_dir: Path, tiny_student: 
             frame = _tmux(socket, "capture-pane", "-p", "-t", "watch")
             if not frames or frame != frames[-1]:
                 frames.append(frame)
-            if "WATCH-EXIT=" in frame:
+            if re.search(r"WATCH-EXIT=\d", frame):  # the typed command itself reads WATCH-EXIT=$?
                 break
             time.sleep(0.25)
         assert loop.wait(timeout=300) == 0, loop.stderr.read().decode() if loop.stderr else ""
