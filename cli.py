@@ -100,7 +100,7 @@ console = Console()
 
 
 # Commands that only read a run directory: they load no model, so they skip importing transformers (seconds).
-_READ_ONLY_COMMANDS = ("trace", "report")
+_READ_ONLY_COMMANDS = ("trace", "report", "watch", "compare")
 
 
 @app.callback()
@@ -254,6 +254,35 @@ def report(run_dir: Path) -> None:
                       ", ".join(f"{g} {n}" for g, n in r.gaps.items()))
     console.print(table)
     console.print(f"report: {run.report}")
+
+
+@app.command()
+def watch(run_dir: Path,
+          interval: Annotated[float, typer.Option(help="seconds between reads of the run's status")] = 0.5,
+          once: Annotated[bool, typer.Option(help="print the view once and exit")] = False) -> None:
+    """Live view of a run going on in another process: round, stage, progress, val and cost so far.
+
+    Ends with the run (exit 0), or exit 1 when the run's process is gone before finishing.
+    """
+    from gaptune.graph.watch import watch as watch_run
+
+    _run_directory(run_dir)
+    code = watch_run(run_dir, console, interval_s=interval, once=once)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def compare(run_dirs: Annotated[list[Path], typer.Argument(help="finished run directories")],
+            plot: Annotated[Path, typer.Option(help="where the accuracy-per-round plot goes")] = Path("compare.png"),
+            ) -> None:
+    """Several finished runs side by side: accuracy per round, selection by skill, teacher cost, and a plot."""
+    from gaptune.experiments.compare import load_run, plot_comparison, render_comparison
+
+    runs = [load_run(_run_directory(path).root) for path in run_dirs]
+    console.print(render_comparison(runs))
+    plot_comparison(runs, plot)
+    console.print(f"plot: {plot}")
 
 
 @app.command("eval")

@@ -21,6 +21,8 @@ from gaptune.data.cache import cache_dir
 from gaptune.data.errors import ConfigError
 from gaptune.data.loaders import DuplicateIds
 from gaptune.data.world.world import DEFAULT_POOL_SIZE, DEFAULT_SPLIT_SIZES, TASKS
+from gaptune.graph.mlflow_tracking import TrackingConfig
+from gaptune.graph.otel_tracing import TracingConfig
 from gaptune.training.candidate_kinds import kind_spec
 from gaptune.training.config import StudentServerConfig, TinyStudentConfig, TrainerConfig
 
@@ -132,6 +134,9 @@ class RunConfig(BaseModel):
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    # Observability (docs/observability.md): off by default; the loop runs the same either way.
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
 
     @model_validator(mode="after")
     def _selection_inputs(self) -> RunConfig:

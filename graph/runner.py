@@ -17,6 +17,7 @@ from gaptune.data.atomic import write_text_atomic
 from gaptune.data.errors import RunDirectoryError
 from gaptune.graph.build import build_graph
 from gaptune.graph.config import RunConfig, dump_config, load_config
+from gaptune.graph.observe import observing
 from gaptune.graph.resources import Resources
 from gaptune.graph.run_dir import RunDir
 from gaptune.graph.state import CHECKPOINTED_RECORDS, LoopState
@@ -67,15 +68,19 @@ def checkpointer(connection: sqlite3.Connection) -> SqliteSaver:
 
 
 def _execute(res: Resources, graph_input: LoopState | None) -> dict[str, Any]:
+    """Stream the graph to its end, printing each step; the observers (graph/observe.py) watch every node."""
     with closing(sqlite3.connect(res.run.checkpoints, check_same_thread=False)) as connection:
         graph = build_graph(checkpointer(connection))
-        stream_config = RunnableConfig(**THREAD, max_concurrency=res.config.max_concurrency, recursion_limit=10_000)
-        for chunk in graph.stream(graph_input, stream_config, context=res, stream_mode="updates"):
-            for node, update in chunk.items():
-                text = _describe(node, update if isinstance(update, dict) else None)
-                if text:
-                    res.console.print(f"[bold cyan]{node:>11}[/] {text}")
-        return dict(graph.get_state(THREAD).values)
+        with observing(res, dict(graph.get_state(THREAD).values)) as observation:
+            stream_config = RunnableConfig(**THREAD, max_concurrency=res.config.max_concurrency, recursion_limit=10_000,
+                                           callbacks=observation.callbacks)
+            for chunk in graph.stream(graph_input, stream_config, context=res, stream_mode="updates"):
+                for node, update in chunk.items():
+                    text = _describe(node, update if isinstance(update, dict) else None)
+                    if text:
+                        res.console.print(f"[bold cyan]{node:>11}[/] {text}")
+            observation.finished(dict(graph.get_state(THREAD).values))
+        return observation.state or {}
 
 
 def run(config: RunConfig, run_dir: str | Path, *, console: Console | None = None) -> dict[str, Any]:

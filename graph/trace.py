@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gaptune.data.errors import RunDirectoryError
+from gaptune.data.live_events import TraceRecorded, announce
 from gaptune.graph.events import EVENT, TraceEvent
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ class Trace:
         with _lock, self.path.open("a") as handle:
             handle.write(line + "\n")
             handle.flush()
+        announce(TraceRecorded(event_id=event.event_id, node=event.node or event.kind, agent=event.agent))
 
     def events(self) -> list[TraceEvent]:
         return read_trace(self.path)

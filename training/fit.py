@@ -29,6 +29,7 @@ from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCall
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from gaptune.data.errors import ConfigError
+from gaptune.data.live_events import TrainingStep, announce, is_listened
 from gaptune.data.sample import Sample
 from gaptune.training.batching import NO_DEMONSTRATIONS, training_batch, training_lengths
 
@@ -204,6 +205,21 @@ class _LogLastStep(TrainerCallback):
             self.losses.append(float(logs["loss"]))
 
 
+class _AnnounceSteps(TrainerCallback):
+    """Each finished step to the run's live listener (`gaptune watch`, MLflow, spans), with the loss when logged."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        announce(TrainingStep(step=state.global_step, max_steps=state.max_steps, label=self.label))
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        if logs and "loss" in logs:
+            announce(TrainingStep(step=state.global_step, max_steps=state.max_steps, loss=float(logs["loss"]),
+                                  label=self.label))
+
+
 class _Bar(ProgressCallback):
     """The Trainer's tqdm bar, labelled, only on a terminal, without a printed line per log (losses are returned).
 
@@ -292,6 +308,8 @@ def fit(
         trainer.remove_callback(PrinterCallback)
         if settings.progress is not None:
             trainer.add_callback(_Bar(settings.progress))
+        if is_listened():
+            trainer.add_callback(_AnnounceSteps(settings.progress or "training"))
         started = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - started

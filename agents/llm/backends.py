@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from gaptune.agents.llm.announced import AnnouncedBackend
 from gaptune.agents.llm.errors import TeacherError
 from gaptune.agents.llm.http_client import FaultCountingClient, Limiter, recording, teacher_error
 from gaptune.agents.llm.response_cache import ResponseCache, cache_key
@@ -273,7 +274,8 @@ def build_backend(config: OpenAIBackend | HFBackend, *, cache_dir: Path, cache: 
 
     `limiter` bounds the requests in flight across every backend sharing it
     (`teacher.max_concurrency`: build one per run with `request_limiter` and
-    pass it to every role).
+    pass it to every role). Every call is announced to the run's live
+    listener (`AnnouncedBackend`), cached replies included.
     """
     backend: ChatBackend
     if isinstance(config, OpenAIBackend):
@@ -284,6 +286,6 @@ def build_backend(config: OpenAIBackend | HFBackend, *, cache_dir: Path, cache: 
     else:
         backend = HFCausalLM(config)
         params = {"dtype": config.dtype, "max_new_tokens": config.max_new_tokens}
-    if not cache:
-        return backend
-    return CachedBackend(backend, ResponseCache(Path(cache_dir) / "responses"), kind=config.backend, params=params)
+    if cache:
+        backend = CachedBackend(backend, ResponseCache(Path(cache_dir) / "responses"), kind=config.backend, params=params)
+    return AnnouncedBackend(backend)
