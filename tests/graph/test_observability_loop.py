@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from gaptune.cli import app
 from gaptune.graph.config import load_config
-from gaptune.graph.runner import resume, run
 from gaptune.graph.events import CritiqueEvent, CritiqueFaultEvent, SelectEvent
+from gaptune.graph.runner import resume, run
 from gaptune.graph.trace import read_trace
 
 pytestmark = pytest.mark.slow
