@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
-from typing import Any
 
 from gaptune.agents.gap_profile import wrong_step_text
-from gaptune.agents.selectors.protocol import GapEvidence, Needs, SelectorSetup, no_options
+from gaptune.agents.selectors.protocol import GapEvidence, Needs, PlainStrategy
 
 
 def error_profile(evidence: GapEvidence) -> tuple[dict[str, int], str]:
@@ -22,18 +20,9 @@ def error_profile(evidence: GapEvidence) -> tuple[dict[str, int], str]:
     return dict(evidence.error_gaps), "errors"
 
 
-class ErrorDriven:
+class ErrorDriven(PlainStrategy):
     name = "error-driven"
     needs = Needs(errors=True)
-
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        no_options(self.name, options)
-
-    def check(self, setup: SelectorSetup) -> None:
-        return None
-
-    def stop_after_round(self) -> str | None:
-        return None
 
     def gap_profile(self, evidence: GapEvidence) -> tuple[dict[str, int], str]:
         return error_profile(evidence)

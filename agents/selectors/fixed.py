@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from gaptune.agents.selectors.protocol import Needs, RoundInputs, SelectorSetup, parse_options
+from gaptune.agents.selectors.protocol import Needs, PlainStrategy, RoundInputs, parse_options
 from gaptune.data.errors import ConfigError
 from gaptune.data.records import Selection, SelectionItem
 
@@ -34,18 +34,12 @@ class FixedOptions(BaseModel):
     ids: str  # a file with one pool sample id per line
 
 
-class Fixed:
+class Fixed(PlainStrategy):
     name = "fixed"
     needs = Needs()
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = parse_options(self.name, FixedOptions, options)
-
-    def check(self, setup: SelectorSetup) -> None:
-        return None
-
-    def stop_after_round(self) -> str | None:
-        return None
 
     @cached_property
     def ids(self) -> list[str]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
-from gaptune.agents.selectors.protocol import Needs, RoundInputs, SelectorSetup, no_options
+from gaptune.agents.selectors.protocol import Needs, PlainStrategy, RoundInputs
 from gaptune.data.records import Selection, SelectionItem
 
 
@@ -17,15 +16,9 @@ def full_selection(pool_ids: Sequence[str], used: Iterable[str] = ()) -> Selecti
     return Selection(strategy="full", budget=len(items), allocation={}, items=items)
 
 
-class FullPool:
+class FullPool(PlainStrategy):
     name = "full"
     needs = Needs()
-
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        no_options(self.name, options)
-
-    def check(self, setup: SelectorSetup) -> None:
-        return None
 
     def stop_after_round(self) -> str | None:
         return "full pool trained in one round"

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from gaptune.agents.retriever import merge_gaps, split_budget
-from gaptune.agents.selectors.protocol import Needs, RoundInputs, SelectorSetup, parse_options
+from gaptune.agents.selectors.protocol import Needs, PlainStrategy, RoundInputs, parse_options
 from gaptune.data.records import Selection, SelectionItem
 
 UNCLASSIFIED = "(no critique)"
@@ -41,18 +41,12 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     return np.asarray(matrix / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
-class Gradient:
+class Gradient(PlainStrategy):
     name = "gradient"
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = parse_options(self.name, GradientOptions, options)
         self.needs = Needs(errors=self.options.targets == "wrong", datastore=True)
-
-    def check(self, setup: SelectorSetup) -> None:
-        return None
-
-    def stop_after_round(self) -> str | None:
-        return None
 
     def select(self, inputs: RoundInputs) -> Selection:
         probe = {s.id: s for s in inputs.probe}

@@ -11,26 +11,15 @@ ranking by embedding similarity alone.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
-from typing import Any
 
 from gaptune.agents.retriever import merge_gaps, search_gap, split_budget
-from gaptune.agents.selectors.protocol import Needs, RoundInputs, SelectorSetup, no_options
+from gaptune.agents.selectors.protocol import Needs, PlainStrategy, RoundInputs
 from gaptune.data.records import Selection
 
 
-class Knn:
+class Knn(PlainStrategy):
     name = "knn"
     needs = Needs()
-
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        no_options(self.name, options)
-
-    def check(self, setup: SelectorSetup) -> None:
-        return None
-
-    def stop_after_round(self) -> str | None:
-        return None
 
     def select(self, inputs: RoundInputs) -> Selection:
         profile = dict(Counter(sample.question for sample in inputs.probe))

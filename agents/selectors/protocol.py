@@ -131,6 +131,23 @@ class PoolSelector(Selector, Protocol):
     def select(self, inputs: RoundInputs) -> Selection: ...
 
 
+class PlainStrategy:
+    """The defaults of a strategy: no options, no config check, no stop reason of its own; a subclass sets `name`
+    and `needs` and overrides what differs."""
+
+    name: str
+    needs = Needs()
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        no_options(self.name, options)
+
+    def check(self, setup: SelectorSetup) -> None:
+        return None
+
+    def stop_after_round(self) -> str | None:
+        return None
+
+
 def no_options(name: str, options: Mapping[str, Any]) -> None:
     """Strategies without options refuse any, naming the key."""
     if options:

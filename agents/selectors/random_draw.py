@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
-from gaptune.agents.selectors.protocol import Needs, RoundInputs, SelectorSetup, no_options
+from gaptune.agents.selectors.protocol import Needs, PlainStrategy, RoundInputs
 from gaptune.data.records import Selection, SelectionItem
 
 
@@ -21,18 +20,9 @@ def random_selection(pool_ids: Sequence[str], budget: int, used: Iterable[str] =
                      shortfall={"": budget - len(items)} if len(items) < budget else {})
 
 
-class RandomDraw:
+class RandomDraw(PlainStrategy):
     name = "random"
     needs = Needs()
-
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        no_options(self.name, options)
-
-    def check(self, setup: SelectorSetup) -> None:
-        return None
-
-    def stop_after_round(self) -> str | None:
-        return None
 
     def select(self, inputs: RoundInputs) -> Selection:
         # A new draw each round and seed: round r of seed s draws with seed s * 1000 + r.

@@ -8,10 +8,9 @@ errors add anything over knowing the task.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
 
-from gaptune.agents.selectors.protocol import GapEvidence, Needs, SelectorSetup, no_options
+from gaptune.agents.selectors.protocol import GapEvidence, Needs, PlainStrategy
 from gaptune.data.sample import RationaleStep, Sample
 
 
@@ -36,18 +35,9 @@ def target_step_counts(target: Iterable[Sample]) -> dict[str, int]:
     return _gold_step_counts(target, lambda step: step.text)
 
 
-class TaskSkills:
+class TaskSkills(PlainStrategy):
     name = "task-skills"
     needs = Needs(gold_steps=True)
-
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        no_options(self.name, options)
-
-    def check(self, setup: SelectorSetup) -> None:
-        return None
-
-    def stop_after_round(self) -> str | None:
-        return None
 
     def gap_profile(self, evidence: GapEvidence) -> tuple[dict[str, int], str]:
         if evidence.query == "step-text":
