@@ -12,10 +12,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 from rich.console import Console
 
-from gaptune.agents.selectors.protocol import GradientFeatures
+from gaptune.agents.selectors.protocol import GradientFeatures, parse_options
 from gaptune.data.errors import ConfigError
 from gaptune.data.sample import Sample
 from gaptune.graph.config import RunConfig
@@ -37,11 +36,9 @@ def _file_identity(path: str | None) -> list[int] | None:
 def datastore_settings(config: RunConfig, options: Mapping[str, Any]) -> DatastoreSettings:
     """`selector_options.datastore` as the datastore's settings; a bad key is a ConfigError naming it."""
     try:
-        return DatastoreSettings.model_validate(dict(options))
-    except ValidationError as error:
-        problems = "; ".join(f"selector_options.datastore.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in error.errors())
-        raise ConfigError(f"selection {config.selection!r}: {problems}") from None
+        return parse_options(config.selection, DatastoreSettings, options, key="selector_options.datastore")
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 @dataclass

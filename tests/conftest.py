@@ -27,3 +27,14 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_student(cache_dir: Path) -> Path:
     return build_tiny_student(cache_dir, TEST_STUDENT)
+
+
+@pytest.fixture(scope="session")
+def small_loop(cache_dir: Path, tiny_student: Path) -> list[str]:
+    """A two-round loop on the test student that finishes in about a minute: what the loop tests run."""
+    return [
+        f"cache_dir={cache_dir}", f"student.path={tiny_student}",
+        "task.probe_size=40", "task.val_size=40", "task.test_size=40", "pool.size=3000",
+        "round_budget=60", "budget=120", "max_rounds=2", "patience=2", "min_delta=0.0",
+        "trainer.epochs=1", "trainer.batch_size=16",
+    ]

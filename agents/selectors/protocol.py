@@ -154,11 +154,12 @@ def no_options(name: str, options: Mapping[str, Any]) -> None:
         raise ValueError(f"selector_options: selection {name!r} takes no options (got {', '.join(options)})")
 
 
-def parse_options(name: str, model: type[OptionsT], options: Mapping[str, Any]) -> OptionsT:
-    """A strategy's options as its own pydantic model; a bad or unknown key is a ValueError naming it."""
+def parse_options(name: str, model: type[OptionsT], options: Mapping[str, Any], *,
+                  key: str = "selector_options") -> OptionsT:
+    """A strategy's options (or a part of them, under `key`) as a pydantic model; a bad or unknown key is a
+    ValueError naming it."""
     try:
         return model.model_validate(dict(options))
     except ValidationError as error:
-        problems = "; ".join(f"selector_options.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in error.errors())
+        problems = "; ".join(f"{key}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
         raise ValueError(f"selection {name!r}: {problems}") from None

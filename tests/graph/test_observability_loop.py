@@ -27,13 +27,8 @@ SECRET = "sk-span-secret-7777"
 
 
 @pytest.fixture(scope="module")
-def overrides(cache_dir: Path, tiny_student: Path) -> list[str]:
-    return [
-        f"cache_dir={cache_dir}", f"student.path={tiny_student}",
-        "task.probe_size=40", "task.val_size=40", "task.test_size=40", "pool.size=3000",
-        "round_budget=60", "budget=120", "max_rounds=2", "patience=2", "min_delta=0.0",
-        "trainer.epochs=1", "trainer.batch_size=16",
-    ]
+def overrides(small_loop: list[str]) -> list[str]:
+    return small_loop
 
 
 @pytest.fixture(scope="module")
