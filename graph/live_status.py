@@ -3,8 +3,8 @@
 One pydantic schema (`LiveStatus`) is shared by the writer (`StatusFile`, an
 observer of the run) and the reader (`gaptune watch`). The file is replaced
 atomically, at every node boundary and at most every `MIN_INTERVAL_S` in
-between (teacher calls and training steps come many times a second), so a
-reader never sees half of it.
+between (teacher calls and training steps come many times a second; a
+training's first and last steps always), so a reader never sees half of it.
 """
 
 from __future__ import annotations
@@ -195,14 +195,17 @@ class StatusFile:
                 u = event.usage
                 self.status.teacher_round.add(u.calls, u.cached_calls, u.tokens_in, u.tokens_out,
                                               sum(u.faults.values()), u.cost_usd)
+                force = False
             elif isinstance(event, TrainingStep):
+                first = event.label not in self.status.training
                 self.status.training[event.label] = TrainingProgress(
                     step=event.step, max_steps=event.max_steps,
                     loss=event.loss if event.loss is not None else self.status.training.get(
                         event.label, TrainingProgress()).loss)
+                force = first or event.step >= event.max_steps  # so that a short training is never invisible
             else:
                 return
-            self._write(force=False)
+            self._write(force=force)
 
     def run_ended(self, state: dict[str, Any] | None, error: BaseException | None) -> None:
         with self._lock:

@@ -6,10 +6,12 @@ import os
 import uuid
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from gaptune.data.live_events import TeacherCall, TrainingStep
 from gaptune.data.records import Usage
+from gaptune.graph import live_status
 from gaptune.graph.config import load_config
 from gaptune.graph.live_status import StatusFile, read_status
 from gaptune.graph.resources import Resources
@@ -82,3 +84,22 @@ def test_a_dead_run_says_how_to_resume(tmp_path: Path) -> None:
     text = _text(render_status(status, tmp_path, alive=False))
     assert "is gone" in text and f"gaptune resume {tmp_path}" in text
     assert "waiting for the run" in _text(render_status(None, tmp_path))
+
+
+def test_a_trainings_first_and_last_steps_are_published_however_short_it_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(live_status, "MIN_INTERVAL_S", 3600.0)  # nothing between boundaries would be written
+    status_file = StatusFile(Resources(load_config(None, [f"cache_dir={tmp_path}"]), RunDir(tmp_path)), {})
+    label = "training lora candidate"
+
+    def published() -> int:
+        status = read_status(tmp_path)
+        assert status is not None
+        return status.training[label].step
+
+    status_file.live_event(TrainingStep(step=1, max_steps=3, loss=2.0, label=label))
+    assert published() == 1
+    status_file.live_event(TrainingStep(step=2, max_steps=3, label=label))
+    assert published() == 1, "a middle step waits for the interval"
+    status_file.live_event(TrainingStep(step=3, max_steps=3, label=label))
+    assert published() == 3

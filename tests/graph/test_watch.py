@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -13,7 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from gaptune.graph.live_status import read_status
+
 pytestmark = pytest.mark.slow
+
+TRAINING = re.compile(r"stage\s+train\b(?s:.*)training lora candidate: \S* step \d+/\d+")
 
 
 def _tmux(socket: str, *args: str) -> str:
@@ -32,6 +37,7 @@ def test_watch_follows_a_running_loop_to_its_end(cache_dir: Path, tiny_student: 
     loop = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
     socket = f"gaptune-watch-{os.getpid()}"  # a tmux server of its own: the user's sessions are never touched
     frames: list[str] = []
+    paused = False  # the loop is held (SIGSTOP) while it trains, until the view has shown it: no race on a fast machine
     try:
         deadline = time.monotonic() + 300
         while not (run_dir / "config.yaml").exists() and loop.poll() is None and time.monotonic() < deadline:
@@ -39,21 +45,30 @@ def test_watch_follows_a_running_loop_to_its_end(cache_dir: Path, tiny_student: 
         assert loop.poll() is None, loop.stderr.read().decode() if loop.stderr else "the loop ended early"
         _tmux(socket, "new-session", "-d", "-s", "watch", "-x", "150", "-y", "40")
         _tmux(socket, "send-keys", "-t", "watch",
-              f"{sys.executable} -m gaptune.cli watch {run_dir}; echo WATCH-EXIT=$?", "Enter")
-        deadline = time.monotonic() + 900
+              f"{sys.executable} -m gaptune.cli watch {run_dir} --interval 0.1; echo WATCH-EXIT=$?", "Enter")
+        held_since, deadline = None, time.monotonic() + 900
         while time.monotonic() < deadline:
+            status = read_status(run_dir)
+            if not paused and status and status.stage == "train" and status.training:
+                loop.send_signal(signal.SIGSTOP)
+                paused, held_since = True, time.monotonic()
             frame = _tmux(socket, "capture-pane", "-p", "-t", "watch")
             if not frames or frame != frames[-1]:
                 frames.append(frame)
+            if held_since is not None and (TRAINING.search(frame) or time.monotonic() - held_since > 60):
+                loop.send_signal(signal.SIGCONT)
+                held_since = None
             if re.search(r"WATCH-EXIT=\d", frame):  # the typed command itself reads WATCH-EXIT=$?
                 break
-            time.sleep(0.25)
+            time.sleep(0.05)
         assert loop.wait(timeout=300) == 0, loop.stderr.read().decode() if loop.stderr else ""
     finally:
         if loop.poll() is None:
+            loop.send_signal(signal.SIGCONT)
             loop.kill()
         subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
 
+    assert paused, "the loop was never seen training"
     final = frames[-1]
     assert "WATCH-EXIT=0" in final, final
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -61,7 +76,6 @@ def test_watch_follows_a_running_loop_to_its_end(cache_dir: Path, tiny_student: 
     base, trained = metrics["rounds"]
     assert f"r0 {base['val_acc']:.3f} · r1 {trained['val_acc']:.3f}" in final, final
     live = [f for f in frames if "run ended" not in f and "gaptune watch" in f]
-    training = [f for f in live
-                if re.search(r"stage\s+train\b", f) and re.search(r"training lora candidate: \S* step \d+/\d+", f)]
+    training = [f for f in live if TRAINING.search(f)]
     assert training, "no frame showed the candidate training:\n" + "\n---\n".join(live)
     assert any(re.search(r"round\s+1\b", f) and re.search(r"\d+/\d+ cases critiqued", f) for f in live)
