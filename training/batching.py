@@ -16,9 +16,10 @@ IGNORE_INDEX = -100
 NO_DEMONSTRATIONS: Mapping[str, Sequence[Sample]] = {}
 
 
-def _encode(processor: Any, texts: list[str], images: list[Any]) -> dict[str, torch.Tensor]:
+def _encode(processor: Any, texts: list[str], images: list[list[Any]]) -> dict[str, torch.Tensor]:
+    """Texts with their images, one list per text (nested: what every family's processor reads unambiguously)."""
     kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt", "add_special_tokens": False}
-    if images:
+    if any(images):
         kwargs["images"] = images
     return dict(processor(**kwargs))
 
@@ -37,7 +38,7 @@ def generation_batch(
     """Prompts padded on the family's side: left for decoder-only models, so every row generates from one position."""
     processor.tokenizer.padding_side = family.padding_side
     texts = [prompt_text(processor, s, demonstrations.get(s.id, ())) for s in samples]
-    images = [image for s in samples for image in images_for(s, demonstrations.get(s.id, ()))]
+    images = [images_for(s, demonstrations.get(s.id, ())) for s in samples]
     return _encode(processor, texts, images)
 
 
@@ -85,10 +86,10 @@ def training_batch(
     """
     processor.tokenizer.padding_side = "right"
     prompts, texts = _training_texts(processor, samples, demonstrations, family)
-    images = [image for s in samples for image in images_for(s, demonstrations.get(s.id, ()))]
+    images = [images_for(s, demonstrations.get(s.id, ())) for s in samples]
     batch = _encode(processor, texts, images)
     prompt_kwargs: dict[str, Any] = {"text": prompts, "add_special_tokens": False}
-    if images:
+    if any(images):
         prompt_kwargs["images"] = images
     prompt_ids = processor(**prompt_kwargs)["input_ids"]
     labels = batch["input_ids"].clone()
@@ -122,6 +123,6 @@ def training_lengths(
     if first is None:
         return counts
     sample = samples[first]
-    expanded = _encode(processor, [texts[first]], images_for(sample, demonstrations.get(sample.id, ())))
+    expanded = _encode(processor, [texts[first]], [images_for(sample, demonstrations.get(sample.id, ()))])
     per_image = (expanded["input_ids"].shape[1] - counts[first]) / images[first]
     return [count + round(n * per_image) for count, n in zip(counts, images, strict=True)]

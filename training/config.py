@@ -62,6 +62,7 @@ class FamilyConfig(BaseModel):
     model_type: str | None = None  # read the checkpoint as this registered family
     lora_modules: str | None = None  # regex over module names: what plain LoRA and in-context adapt
     connector_modules: str | None = None  # regex over module names: what the connector candidate adapts
+    connector_parameters: list[str] | None = None  # bare weight matrices of the connector (PEFT target_parameters)
     padding_side: Literal["left", "right"] | None = None  # for batched generation
     multi_image: bool | None = None  # several images in one prompt (the in-context candidate needs it)
     end_of_turn: str | None = None  # the text that ends an answer; the tokenizer's end-of-sequence when unset

@@ -36,7 +36,10 @@ class Family(BaseModel):
 
     name: str
     lora_modules: str  # regex over module names: the language model's projections
-    connector_modules: str  # regex over module names: the vision-to-text projector
+    connector_modules: str | None = None  # regex over module names: the vision-to-text projector's layers
+    # the projector's bare weight matrices, for families whose connector is a Parameter rather than a layer
+    # (PEFT's target_parameters)
+    connector_parameters: tuple[str, ...] = ()
     padding_side: Literal["left", "right"] = "left"  # for batched generation (decoder-only models pad left)
     multi_image: bool = True  # several images in one prompt: the in-context candidate needs it
     end_of_turn: str | None = None  # the text that ends an answer; None: the tokenizer's end-of-sequence
@@ -74,7 +77,8 @@ FAMILIES: dict[str, Family] = {
     "gemma3": Family(
         name="Gemma 3",
         lora_modules=rf".*language_model.*\.{_DECODER}",
-        connector_modules=r".*multi_modal_projector\.mm_input_projection",
+        connector_modules=None,
+        connector_parameters=("multi_modal_projector.mm_input_projection_weight",),
         end_of_turn="<end_of_turn>",
     ),
 }
@@ -85,8 +89,8 @@ def supported_types() -> list[str]:
 
 
 def _describe_keys() -> str:
-    return ", ".join(f"trainer.family.{key}" for key in ("lora_modules", "connector_modules", "padding_side",
-                                                       "multi_image", "end_of_turn"))
+    return ", ".join(f"trainer.family.{key}" for key in ("lora_modules", "connector_modules", "connector_parameters",
+                                                       "padding_side", "multi_image", "end_of_turn"))
 
 
 def resolve_family(model_type: str, overrides: FamilyConfig | None = None) -> Family:
@@ -103,14 +107,14 @@ def resolve_family(model_type: str, overrides: FamilyConfig | None = None) -> Fa
     given = overrides.model_dump(exclude={"model_type"}, exclude_none=True)
     known = FAMILIES.get(looked_up)
     if known is None:
-        if "lora_modules" not in given or "connector_modules" not in given:
+        if "lora_modules" not in given or not {"connector_modules", "connector_parameters"} & set(given):
             raise ConfigError(
                 f"student model type {looked_up!r} is not in gaptune's family registry (known: "
                 f"{', '.join(supported_types())}); set trainer.family.model_type to a known family it matches, or "
-                f"describe it with {_describe_keys()} (the first two are required)"
+                f"describe it with {_describe_keys()} (lora_modules and one of the connector keys are required)"
             )
         return Family(name=looked_up, **given)
-    return known.model_copy(update=given)
+    return Family.model_validate({**known.model_dump(), **given})
 
 
 def family_of(model: Any, overrides: FamilyConfig | None = None) -> Family:

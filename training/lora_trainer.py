@@ -75,9 +75,11 @@ def load_adapted(student_path: str | Path, adapter: str | None, *, device: str =
 
 
 def _lora_config(kind: CandidateKind, family: Family, config: TrainerConfig) -> LoraConfig:
-    modules = getattr(family, kind_spec(kind).modules_key)
+    key = kind_spec(kind).modules_key
+    modules = getattr(family, key)
+    parameters = list(family.connector_parameters) if key == "connector_modules" else []
     return LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=modules, bias="none")
+                      target_modules=modules or [], target_parameters=parameters or None, bias="none")
 
 
 def _prepare(
@@ -159,12 +161,13 @@ def train_candidate(
                        final_loss=result.final_loss,
                        in_context_k=in_context_k)
     if is_main_process():
-        _save(model, info, Path(output_dir))
+        save_adapter(model, info, Path(output_dir))
     wait_for_all_processes()
     return info
 
 
-def _save(model: Any, info: AdapterInfo, target: Path) -> None:
+def save_adapter(model: Any, info: AdapterInfo, target: Path) -> None:
+    """The trained adapter and what it is (kind, parent chain, training size), published atomically."""
     with publish_directory(target) as staging:
         model.save_pretrained(staging)
         (staging / ADAPTER_META).write_text(info.model_dump_json(indent=2))
