@@ -200,6 +200,14 @@ RECIPES: dict[str, TinyRecipe] = {
 }
 
 
+# Registry entries with no tiny checkpoint here, and why (shown in the supported-models table).
+NOT_BUILT: dict[str, str] = {
+    "qwen2_vl": "its processor requires a video processor, which transformers provides only with torchvision "
+                "(not installed in gaptune's environment)",
+    "qwen2_5_vl": "as Qwen2-VL: the processor requires a video processor, which needs torchvision",
+}
+
+
 def missing_requirements(model_type: str) -> list[str]:
     """The modules this family's processor needs that are not installed here."""
     return [name for name in RECIPES[model_type].needs if importlib.util.find_spec(name) is None]
