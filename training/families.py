@@ -74,6 +74,12 @@ FAMILIES: dict[str, Family] = {
         connector_modules=r".*connector\.modality_projection\.proj",
         end_of_turn="<end_of_utterance>",
     ),
+    "idefics2": Family(
+        name="Idefics2",
+        lora_modules=rf".*text_model.*\.{_DECODER}",
+        connector_modules=r".*connector\.modality_projection\.(gate_proj|up_proj|down_proj)",
+        end_of_turn="<end_of_utterance>",
+    ),
     "gemma3": Family(
         name="Gemma 3",
         lora_modules=rf".*language_model.*\.{_DECODER}",

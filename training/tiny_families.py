@@ -149,6 +149,33 @@ def _idefics3_config(tokenizer: PreTrainedTokenizerFast) -> Any:
         image_token_id=_ids(tokenizer, "<image>")[0], scale_factor=2)
 
 
+# --- Idefics2: SigLIP-like tower, a perceiver resampler to a fixed number of latents, Mistral; the same turns.
+IDEFICS2_TEMPLATE = (
+    "{%- for message in messages -%}{{ message['role'] | capitalize }}"
+    "{%- if message['content'][0]['type'] == 'image' -%}{{ ':' }}{%- else -%}{{ ': ' }}{%- endif -%}"
+    "{%- for part in message['content'] -%}{%- if part['type'] == 'text' -%}{{ part['text'] }}"
+    "{%- else -%}<image>{%- endif -%}{%- endfor -%}{{ '<end_of_utterance>\n' }}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ 'Assistant:' }}{%- endif -%}"
+)
+
+
+def _idefics2_processor(tokenizer: PreTrainedTokenizerFast, template: str) -> Any:
+    image_processor = transformers.Idefics2ImageProcessorPil(
+        size={"shortest_edge": 32, "longest_edge": 32}, do_image_splitting=False)
+    return transformers.Idefics2Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4,
+                                          chat_template=template)
+
+
+def _idefics2_config(tokenizer: PreTrainedTokenizerFast) -> Any:
+    vision = {k: v for k, v in SIGLIP_VISION.items() if k != "model_type"}
+    perceiver = {"hidden_size": HIDDEN, "resampler_n_latents": 4, "resampler_depth": 1, "resampler_n_heads": 4,
+                 "resampler_head_dim": 16, "num_key_value_heads": 2}
+    return transformers.Idefics2Config(
+        vision_config=vision, perceiver_config=perceiver,
+        text_config=transformers.MistralConfig(vocab_size=len(tokenizer), **LLAMA_TEXT, **_roles(tokenizer)).to_dict(),
+        image_token_id=_ids(tokenizer, "<image>")[0])
+
+
 # --- Gemma 3: SigLIP tower, pooled soft tokens between <start_of_image>/<end_of_image>; user/model turns.
 GEMMA3_TEMPLATE = (
     "{{ bos_token }}{%- set state = namespace(system='') -%}"
@@ -192,6 +219,12 @@ RECIPES: dict[str, TinyRecipe] = {
         {"bos_token": "<|im_start|>", "eos_token": "<end_of_utterance>", "pad_token": "<pad>", "unk_token": "<unk>"},
         {"image_token": "<image>"}, IDEFICS3_TEMPLATE, _idefics3_processor, _idefics3_config,
         "Idefics3ForConditionalGeneration"),
+    "idefics2": TinyRecipe(
+        "idefics2", ["<image>", "<fake_token_around_image>", "<end_of_utterance>"],
+        {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"},
+        {"image_token": "<image>", "image_boundary_token": "<fake_token_around_image>",
+         "end_of_utterance_token": "<end_of_utterance>"}, IDEFICS2_TEMPLATE, _idefics2_processor, _idefics2_config,
+        "Idefics2ForConditionalGeneration"),
     "gemma3": TinyRecipe(
         "gemma3", ["<start_of_image>", "<end_of_image>", "<image_soft_token>", "<start_of_turn>", "<end_of_turn>"],
         {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>"},
