@@ -384,6 +384,15 @@ def world_student(force: Annotated[bool, typer.Option(help="build from the recip
     console.print(f"tiny student: {path} ({time.perf_counter() - started:.0f} s)")
 
 
+@world_app.command("family")
+def world_family(model_type: Annotated[str, typer.Argument(help="a model type of the family registry, e.g. idefics3")],
+                 out: Annotated[Path, typer.Option(help="where the checkpoint is written")]) -> None:
+    """Write a tiny random-weight checkpoint of one image-text family (for a dry run of `student.path` on it)."""
+    from gaptune.training.tiny_families import build_tiny_family
+
+    console.print(f"tiny {model_type} checkpoint: {build_tiny_family(model_type, out)}")
+
+
 @world_app.command("export")
 def world_export(out_dir: Path, pool_size: int = 50_000, seed: int = 0) -> None:
     """Write the world's pool and target-task splits as LLaVA JSONL (images as world:// references)."""

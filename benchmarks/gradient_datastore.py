@@ -27,6 +27,7 @@ from gaptune.data.world.world import pool as world_pool
 from gaptune.graph.config import load_config
 from gaptune.training import gradient_datastore as datastore
 from gaptune.training.batching import training_batch
+from gaptune.training.families import family_of
 from gaptune.training.tiny_student import build_tiny_student
 
 
@@ -36,7 +37,7 @@ def one_at_a_time(model: object, processor: object, samples: list[Sample], names
     rows = []
     for sample in samples:
         model.zero_grad(set_to_none=True)  # type: ignore[attr-defined]
-        model(**training_batch(processor, [sample])).loss.backward()  # type: ignore[operator]
+        model(**training_batch(processor, [sample], family=family_of(model))).loss.backward()  # type: ignore[operator]
         rows.append(torch.cat([parameters[name].grad.flatten() for name in names]))
     return torch.stack(rows)
 

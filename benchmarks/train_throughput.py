@@ -59,6 +59,7 @@ from transformers import (
 
 from gaptune.data.world.world import pool
 from gaptune.training.config import CandidateKind, TrainerConfig
+from gaptune.training.families import family_of
 from gaptune.training.fit import TallyingTrainer, TrainingCollator, fit, resolve_device, resolve_workers
 from gaptune.training.in_context import pick_demonstrations
 from gaptune.training.lora_trainer import attach_adapter, fit_settings
@@ -185,7 +186,7 @@ def run_plain(model: Any, processor: Any, samples: list, args: argparse.Namespac
     config = _trainer_config(args)
     torch.manual_seed(args.seed)
     peft_model = get_peft_model(model, LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
-                                                   target_modules=config.lora_modules, bias="none"))
+                                                   target_modules=family_of(model).lora_modules, bias="none"))
     clock = _Clock(args.warmup, device)
     with tempfile.TemporaryDirectory() as scratch:
         training_args = TrainingArguments(
@@ -199,7 +200,7 @@ def run_plain(model: Any, processor: Any, samples: list, args: argparse.Namespac
             label_names=["labels"], seed=args.seed, disable_tqdm=True,
         )
         trainer = TallyingTrainer(model=peft_model, args=training_args, train_dataset=samples,
-                                  data_collator=TrainingCollator(processor), callbacks=[clock])
+                                  data_collator=TrainingCollator(processor, family_of(model)), callbacks=[clock])
         trainer.remove_callback(PrinterCallback)
         _reset_memory(device)
         trainer.train()

@@ -17,6 +17,7 @@ from gaptune.graph.config import RunConfig
 from gaptune.graph.run_data import RunData
 from gaptune.graph.run_dir import RunDir
 from gaptune.training.evaluate import Evaluation, evaluate, score
+from gaptune.training.families import family_of
 from gaptune.training.fit import resolve_device
 from gaptune.training.in_context import pick_demonstrations
 from gaptune.training.lora_trainer import load_adapted, read_adapter_info
@@ -64,6 +65,7 @@ class Student:
                 self._loaded = (adapter, model, processor)
             _, model, processor = self._loaded
             return evaluate(model, processor, samples, demonstrations=demonstrations,
+                            family=family_of(model, self.config.trainer.family),
                             batch_size=self.config.student.eval_batch_size,
                             max_new_tokens=self.config.student.max_new_tokens)
 

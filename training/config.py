@@ -50,6 +50,24 @@ class StudentServerConfig(BaseModel):
     max_retries: int = Field(default=3, ge=0)
 
 
+class FamilyConfig(BaseModel):
+    """Overrides of the student family's registry entry; each unset field keeps the registry's value.
+
+    For a model type the registry does not know, `lora_modules` and
+    `connector_modules` are required and the rest default as for LLaVA.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_type: str | None = None  # read the checkpoint as this registered family
+    lora_modules: str | None = None  # regex over module names: what plain LoRA and in-context adapt
+    connector_modules: str | None = None  # regex over module names: what the connector candidate adapts
+    connector_parameters: list[str] | None = None  # bare weight matrices of the connector (PEFT target_parameters)
+    padding_side: Literal["left", "right"] | None = None  # for batched generation
+    multi_image: bool | None = None  # several images in one prompt (the in-context candidate needs it)
+    end_of_turn: str | None = None  # the text that ends an answer; the tokenizer's end-of-sequence when unset
+
+
 class TrainerConfig(BaseModel):
     """How each round tunes the student. `candidates` train one after another; validation picks one."""
 
@@ -59,8 +77,9 @@ class TrainerConfig(BaseModel):
     lora_rank: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
-    lora_modules: str = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-    connector_modules: str = r".*(multi_modal_projector|merger)\.(linear_\d+|mlp\.\d+)"
+    # What the student's family needs (LoRA targets, connector, padding, ...): the registry's
+    # entry for its model type (training/families.py) unless set here.
+    family: FamilyConfig = Field(default_factory=FamilyConfig)
     # lr 1e-3, 5 epochs: measured on the embedded default (3 epochs at 2e-3
     # did not teach counting from 900 samples; 5 at 1e-3 does from 2,400).
     learning_rate: float = 1e-3

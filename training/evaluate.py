@@ -13,6 +13,7 @@ from gaptune.data.attempt import Attempt
 from gaptune.data.sample import Sample
 from gaptune.training.answer_parsing import is_correct, parse_output
 from gaptune.training.batching import NO_DEMONSTRATIONS, generation_batch
+from gaptune.training.families import Family, family_of
 
 
 class Score(BaseModel):
@@ -46,13 +47,15 @@ def generate_outputs(
     batch_size: int = 64,
     max_new_tokens: int = 64,
     demonstrations: Mapping[str, Sequence[Sample]] = NO_DEMONSTRATIONS,
+    family: Family | None = None,
 ) -> list[str]:
-    """Greedy generations in input order, `batch_size` prompts at a time."""
+    """Greedy generations in input order, `batch_size` prompts at a time (`family`: the model type's entry)."""
+    family = family or family_of(model)
     outputs: list[str] = []
     device = next(model.parameters()).device
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
-        batch = {k: v.to(device) for k, v in generation_batch(processor, chunk, demonstrations).items()}
+        batch = {k: v.to(device) for k, v in generation_batch(processor, chunk, demonstrations, family=family).items()}
         generated = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
         new_tokens = generated[:, batch["input_ids"].shape[1] :]
         outputs.extend(text.strip() for text in processor.batch_decode(new_tokens, skip_special_tokens=True))

@@ -32,6 +32,7 @@ from gaptune.data.errors import ConfigError
 from gaptune.data.live_events import TrainingStep, announce, is_listened
 from gaptune.data.sample import Sample
 from gaptune.training.batching import NO_DEMONSTRATIONS, training_batch, training_lengths
+from gaptune.training.families import Family, family_of
 
 
 def resolve_device(requested: str) -> str:
@@ -126,12 +127,15 @@ class FitResult:
 class TrainingCollator:
     """`training_batch` as a Trainer data collator (a class, so loader workers can pickle it)."""
 
-    def __init__(self, processor: Any, demonstrations: Mapping[str, Sequence[Sample]] = NO_DEMONSTRATIONS) -> None:
+    def __init__(
+        self, processor: Any, family: Family, demonstrations: Mapping[str, Sequence[Sample]] = NO_DEMONSTRATIONS
+    ) -> None:
         self.processor = processor
+        self.family = family
         self.demonstrations = demonstrations
 
     def __call__(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
-        return training_batch(self.processor, samples, self.demonstrations)
+        return training_batch(self.processor, samples, self.demonstrations, family=self.family)
 
 
 class TallyingTrainer(Trainer):
@@ -286,21 +290,24 @@ def fit(
     settings: FitSettings,
     *,
     demonstrations: Mapping[str, Sequence[Sample]] = NO_DEMONSTRATIONS,
+    family: Family | None = None,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> FitResult:
     """Train `model`'s trainable parameters on `samples` in place; returns losses, steps and token counts.
 
     The model must already sit on its device, in the dtype its weights should
-    keep (fp32 trainable weights; a frozen base may be bf16).
+    keep (fp32 trainable weights; a frozen base may be bf16). `family`
+    defaults to the registry's entry for the model's type.
     """
-    lengths = training_lengths(processor, samples, demonstrations) if settings.group_by_length else None
+    family = family or family_of(model)
+    lengths = training_lengths(processor, samples, demonstrations, family=family) if settings.group_by_length else None
     log_last = _LogLastStep()
     with tempfile.TemporaryDirectory(prefix="gaptune-fit-") as scratch:
         trainer = _BucketingTrainer(
             model=model,
             args=training_arguments(settings, scratch),
             train_dataset=list(samples),
-            data_collator=TrainingCollator(processor, demonstrations),
+            data_collator=TrainingCollator(processor, family, demonstrations),
             callbacks=[log_last, *callbacks],
             lengths=lengths,
             sampler_seed=settings.seed,

@@ -41,6 +41,7 @@ from transformers import TrainerCallback
 from gaptune.data.atomic import open_atomic_binary, publish_directory, write_text_atomic
 from gaptune.data.sample import Sample
 from gaptune.training.batching import IGNORE_INDEX, training_batch
+from gaptune.training.families import family_of
 from gaptune.training.fit import FitSettings, fit
 from gaptune.training.student import load_student
 
@@ -251,7 +252,7 @@ def _per_sample_gradients(model: Any, processor: Any, samples: list[Sample], nam
     for name, layer in layers.items():
         handles.append(layer.register_forward_hook(keep(name)))
     try:
-        batch = training_batch(processor, samples)
+        batch = training_batch(processor, samples, family=family_of(model))
         labels = batch.pop("labels")
         device = next(model.parameters()).device
         logits = model(**{key: value.to(device) for key, value in batch.items()}).logits.float()

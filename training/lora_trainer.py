@@ -23,9 +23,11 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from pydantic import BaseModel
 
 from gaptune.data.atomic import publish_directory
+from gaptune.data.errors import ConfigError
 from gaptune.data.sample import Sample
 from gaptune.training.candidate_kinds import kind_spec
 from gaptune.training.config import CandidateKind, TrainerConfig
+from gaptune.training.families import Family, family_of
 from gaptune.training.fit import (
     FitSettings,
     device_for_loading,
@@ -72,10 +74,12 @@ def load_adapted(student_path: str | Path, adapter: str | None, *, device: str =
     return model, processor
 
 
-def _lora_config(kind: CandidateKind, config: TrainerConfig) -> LoraConfig:
-    modules = getattr(config, kind_spec(kind).modules_key)
+def _lora_config(kind: CandidateKind, family: Family, config: TrainerConfig) -> LoraConfig:
+    key = kind_spec(kind).modules_key
+    modules = getattr(family, key)
+    parameters = list(family.connector_parameters) if key == "connector_modules" else []
     return LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=modules, bias="none")
+                      target_modules=modules or [], target_parameters=parameters or None, bias="none")
 
 
 def _prepare(
@@ -92,14 +96,18 @@ def _prepare(
 
 
 def attach_adapter(model: Any, kind: CandidateKind, config: TrainerConfig) -> Any:
-    """A fresh trainable adapter of `kind` on `model` (LoRA on the connector alone for `connector`), in fp32."""
+    """A fresh trainable adapter of `kind` on `model` (LoRA on the connector alone for `connector`), in fp32.
+
+    The modules come from the student's family entry (training/families.py) or `trainer.family`.
+    """
+    family = family_of(model, config.family)
     try:
-        peft_model = get_peft_model(model, _lora_config(kind, config))
+        peft_model = get_peft_model(model, _lora_config(kind, family, config))
     except ValueError as error:
         key = kind_spec(kind).modules_key
-        raise ValueError(
-            f"trainer: no module of the student matches the {kind!r} pattern {getattr(config, key)!r} "
-            f"(set trainer.{key}): {error}"
+        raise ConfigError(
+            f"trainer: no module of the {family.name} student matches the {kind!r} pattern {getattr(family, key)!r} "
+            f"(set trainer.family.{key}): {error}"
         ) from error
     return _trainable_in_fp32(peft_model)
 
@@ -140,19 +148,26 @@ def train_candidate(
     device = resolve_device(config.device)
     torch.manual_seed(seed)  # the adapter's initialisation
     model, processor, parent = _prepare(student_path, kind, previous, config, device_for_loading(device))
+    family = family_of(model, config.family)
     in_context_k = config.in_context_k if kind_spec(kind).demonstrations else 0
+    if in_context_k and not family.multi_image:
+        raise ConfigError(f"trainer: the {kind} candidate puts several images in one prompt, which the "
+                          f"{family.name} student does not take (trainer.family.multi_image); drop it from "
+                          "trainer.candidates")
     demonstrations = pick_demonstrations(train_set, train_set, k=in_context_k, seed=seed) if in_context_k else {}
-    result = fit(model, processor, train_set, fit_settings(config, device, seed, kind), demonstrations=demonstrations)
+    result = fit(model, processor, train_set, fit_settings(config, device, seed, kind), demonstrations=demonstrations,
+                 family=family)
     info = AdapterInfo(kind=kind, parent=parent, train_size=len(train_set), steps=result.steps,
                        final_loss=result.final_loss,
                        in_context_k=in_context_k)
     if is_main_process():
-        _save(model, info, Path(output_dir))
+        save_adapter(model, info, Path(output_dir))
     wait_for_all_processes()
     return info
 
 
-def _save(model: Any, info: AdapterInfo, target: Path) -> None:
+def save_adapter(model: Any, info: AdapterInfo, target: Path) -> None:
+    """The trained adapter and what it is (kind, parent chain, training size), published atomically."""
     with publish_directory(target) as staging:
         model.save_pretrained(staging)
         (staging / ADAPTER_META).write_text(info.model_dump_json(indent=2))

@@ -44,6 +44,13 @@ def prompt_text(processor: Any, sample: Sample, demonstrations: Sequence[Sample]
     )
 
 
+def answered_text(processor: Any, sample: Sample, demonstrations: Sequence[Sample] = ()) -> str:
+    """The same conversation closed by the sample's gold answer turn: what training texts are cut from."""
+    messages = messages_for(sample, demonstrations)
+    messages.append({"role": "assistant", "content": [{"type": "text", "text": sample.target_text()}]})
+    return processor.apply_chat_template(messages, tokenize=False)
+
+
 def images_for(sample: Sample, demonstrations: Sequence[Sample] = ()) -> list[Image.Image]:
     """The images in prompt order: the demonstrations' first, then the sample's."""
     return [open_image(ref, sample_id=s.id) for s in (*demonstrations, sample) for ref in s.images]

@@ -70,7 +70,7 @@ CHAT_TEMPLATE = (
 
 
 
-def _world_text(seed: int, version: str) -> list[str]:
+def world_text(seed: int, version: str) -> list[str]:
     """Questions and rationales of every family of the student's world version: what the tokenizer learns its merges from."""
     rng = random.Random(f"tokenizer/{seed}")
     texts = [INSTRUCTION]
@@ -85,7 +85,7 @@ def _world_text(seed: int, version: str) -> list[str]:
 
 def build_tokenizer(config: TinyStudentConfig) -> PreTrainedTokenizerFast:
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
-    bpe.train_from_iterator(_world_text(config.world_seed, MIX_VERSIONS[config.mix]), vocab_size=config.vocab_size,
+    bpe.train_from_iterator(world_text(config.world_seed, MIX_VERSIONS[config.mix]), vocab_size=config.vocab_size,
                             min_frequency=2, special_tokens=SPECIAL_TOKENS, show_progress=False)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",

@@ -104,12 +104,12 @@ def _digest(texts: list[str]) -> str:
 
 def test_the_first_world_is_byte_for_byte_what_it_was() -> None:
     """Pool, mixes and tokenizer text of v1 hashed at commit c267016, before the crossover world existed."""
-    from gaptune.training.tiny_student import _world_text
+    from gaptune.training.tiny_student import world_text
 
     assert _digest([s.model_dump_json() for s in pool(0, 3_000)]) == V1_POOL
     assert _digest([s.model_dump_json() for s in pretraining_mix(0, 3_000)]) == V1_DEFAULT_MIX
     assert _digest([s.model_dump_json() for s in pretraining_mix(0, 3_000, mix="comparison-rare")]) == V1_COMPARISON_MIX
-    assert _digest(_world_text(0, "v1")) == V1_TOKENIZER_TEXT
+    assert _digest(world_text(0, "v1")) == V1_TOKENIZER_TEXT
 
 
 # Computed at c267016 with the same expressions (the crossover world did not exist yet).

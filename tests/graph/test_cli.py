@@ -176,3 +176,15 @@ def test_cuda_without_a_gpu_is_refused_before_any_work(tmp_path: Path) -> None:
     _assert_user_error(result, "device 'cuda'", "trainer.device", "auto or cpu")
     assert not (tmp_path / "cache").exists(), "refused before the student was built or the pool indexed"
     assert not (tmp_path / "run").exists(), "and before the run directory was made: the fixed command can reuse it"
+
+
+def test_world_family_writes_a_checkpoint_the_auto_classes_load_and_names_the_known_types(tmp_path: Path) -> None:
+    import json
+
+    done = _invoke("world", "family", "idefics3", "--out", str(tmp_path / "idefics3"))
+    assert done.exit_code == 0, done.output
+    assert json.loads((tmp_path / "idefics3" / "config.json").read_text())["model_type"] == "idefics3"
+    assert "<end_of_utterance>" in (tmp_path / "idefics3" / "chat_template.jinja").read_text()
+    unknown = _invoke("world", "family", "fancy_vlm", "--out", str(tmp_path / "fancy"))
+    assert unknown.exit_code == 2 and "fancy_vlm" in unknown.output and "idefics3" in unknown.output, unknown.output
+    assert "Traceback" not in unknown.output and not (tmp_path / "fancy").exists()

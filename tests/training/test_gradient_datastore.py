@@ -12,6 +12,7 @@ from peft import get_peft_model
 import gaptune.training.gradient_datastore as store
 from gaptune.data.world.world import pool, task_split
 from gaptune.training.batching import training_batch
+from gaptune.training.families import family_of
 from gaptune.training.student import load_student
 
 pytestmark = pytest.mark.slow  # every test here trains or back-propagates through the student
@@ -32,7 +33,7 @@ def test_batched_per_sample_gradients_equal_one_sample_at_a_time(tiny_student: P
     parameters = dict(model.named_parameters())
     for row, sample in enumerate(samples):
         model.zero_grad(set_to_none=True)
-        model(**training_batch(processor, [sample])).loss.backward()
+        model(**training_batch(processor, [sample], family=family_of(model))).loss.backward()
         alone = torch.cat([parameters[name].grad.flatten() for name in names])
         assert batched[row].abs().max() > 0
         torch.testing.assert_close(batched[row], alone, rtol=1e-4, atol=1e-6)

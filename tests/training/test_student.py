@@ -18,6 +18,7 @@ from gaptune.data.world.world import task_split
 from gaptune.training.batching import IGNORE_INDEX, generation_batch, training_batch
 from gaptune.training.config import TinyStudentConfig
 from gaptune.training.evaluate import evaluate, score
+from gaptune.training.families import FAMILIES
 from gaptune.training.fit import training_arguments
 from gaptune.training.student import StudentLoadError, load_student
 from gaptune.training.tiny_student import pretrain_settings, shipped_student_path
@@ -70,7 +71,7 @@ def test_tokenizer_encodes_any_text_and_world_words_are_single_tokens(tiny_stude
 def test_training_batch_masks_everything_but_the_answer(tiny_student: Path) -> None:
     _, processor = load_student(tiny_student)
     samples = task_split("compare-counts", "probe", size=3)
-    batch = training_batch(processor, samples)
+    batch = training_batch(processor, samples, family=FAMILIES["llava"])
     for row, sample in enumerate(samples):
         labelled = batch["labels"][row][batch["labels"][row] != IGNORE_INDEX]
         decoded = processor.tokenizer.decode(labelled, skip_special_tokens=False)
@@ -81,7 +82,7 @@ def test_training_batch_masks_everything_but_the_answer(tiny_student: Path) -> N
 def test_generation_batch_is_left_padded(tiny_student: Path) -> None:
     _, processor = load_student(tiny_student)
     samples = task_split("changed-relation", "probe", size=2) + task_split("compare-counts", "probe", size=2)
-    batch = generation_batch(processor, samples)
+    batch = generation_batch(processor, samples, family=FAMILIES["llava"])
     pad = processor.tokenizer.pad_token_id
     assert (batch["input_ids"][:, -1] != pad).all()
     assert batch["pixel_values"].shape[0] == sum(len(s.images) for s in samples)

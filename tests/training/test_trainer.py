@@ -9,8 +9,10 @@ import torch
 from peft import PeftConfig
 from safetensors.torch import load_file
 
+from gaptune.data.errors import ConfigError
 from gaptune.data.world.world import pool, task_split
 from gaptune.training.batching import training_batch, training_lengths
+from gaptune.training.families import FAMILIES
 from gaptune.training.fit import FitSettings, fit
 from gaptune.training.in_context import pick_demonstrations
 from gaptune.training.lora_trainer import (
@@ -34,7 +36,7 @@ def train_set() -> list:
 def _loss(student: Path, adapter: str | None, samples: list) -> float:
     model, processor = load_adapted(student, adapter)
     with torch.no_grad():
-        return model(**training_batch(processor, samples)).loss.item()
+        return model(**training_batch(processor, samples, family=FAMILIES["llava"])).loss.item()
 
 
 def test_lora_adapter_lowers_training_loss_and_is_a_peft_adapter(tiny_student: Path, train_set: list, tmp_path: Path) -> None:
@@ -101,8 +103,8 @@ def test_in_context_candidate_trains_with_demonstrations(
 
 
 def test_bad_module_pattern_names_the_config_key(tiny_student: Path, train_set: list, tmp_path: Path) -> None:
-    config = TrainerConfig(connector_modules=r".*no_such_module")
-    with pytest.raises(ValueError, match="trainer.connector_modules"):
+    config = TrainerConfig(family={"connector_modules": r".*no_such_module"})
+    with pytest.raises(ConfigError, match=r"trainer\.family\.connector_modules"):
         train_candidate(tiny_student, "connector", train_set, tmp_path / "x", config)
 
 
@@ -158,8 +160,9 @@ def test_bf16_base_keeps_the_adapter_in_fp32(tiny_student: Path, train_set: list
 def test_length_bucketing_cuts_padding_and_lengths_are_exact(tiny_student: Path) -> None:
     _, processor = load_adapted(tiny_student, None)
     samples = list(pool(0, 128))  # the Trainer's bucketing sorts within mega-batches of 4 batches here
-    lengths = training_lengths(processor, samples)
-    assert lengths == [int(training_batch(processor, [s])["attention_mask"].sum()) for s in samples[:12]] + lengths[12:]
+    lengths = training_lengths(processor, samples, family=FAMILIES["llava"])
+    assert lengths == [int(training_batch(processor, [s], family=FAMILIES["llava"])["attention_mask"].sum())
+                       for s in samples[:12]] + lengths[12:]
     shares = {}
     for bucketed in (False, True):
         model, _ = load_adapted(tiny_student, None)
