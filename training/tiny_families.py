@@ -15,9 +15,8 @@ docs' table from the same checks.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +53,6 @@ class TinyRecipe:
     processor: Callable[[PreTrainedTokenizerFast, str], Any]
     config: Callable[[PreTrainedTokenizerFast], Any]
     model_class: str
-    needs: tuple[str, ...] = field(default=())  # importable modules the family's processor needs
 
 
 def _ids(tokenizer: PreTrainedTokenizerFast, *tokens: str) -> list[int]:
@@ -241,30 +239,23 @@ NOT_BUILT: dict[str, str] = {
 }
 
 
-def missing_requirements(model_type: str) -> list[str]:
-    """The modules this family's processor needs that are not installed here."""
-    return [name for name in RECIPES[model_type].needs if importlib.util.find_spec(name) is None]
-
-
 def build_tokenizer(recipe: TinyRecipe) -> PreTrainedTokenizerFast:
     roles = list(dict.fromkeys(recipe.tokenizer_roles.values()))
     special = list(dict.fromkeys([*roles, *recipe.special_tokens]))
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
     bpe.train_from_iterator(world_text(0, MIX_VERSIONS["counting-spatial-rare"]), vocab_size=VOCAB_SIZE,
                             min_frequency=2, special_tokens=special, show_progress=False)
-    extra = {name: token for name, token in recipe.extra_special.items()}
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, **recipe.tokenizer_roles, extra_special_tokens=extra,
-                                   padding_side="left")
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, **recipe.tokenizer_roles,
+                                   extra_special_tokens=dict(recipe.extra_special), padding_side="left")
 
 
 def build_tiny_family(model_type: str, out_dir: Path, *, seed: int = 0) -> Path:
     """Write a tiny random-weight checkpoint (model, processor, tokenizer, chat template) of `model_type`."""
+    if model_type in NOT_BUILT:
+        raise ConfigError(f"no tiny {model_type} checkpoint can be built here: {NOT_BUILT[model_type]}")
     if model_type not in RECIPES:
         raise ConfigError(f"no tiny recipe for model type {model_type!r} (known: {', '.join(sorted(RECIPES))})")
     recipe = RECIPES[model_type]
-    missing = missing_requirements(model_type)
-    if missing:
-        raise ConfigError(f"the {model_type} processor needs {', '.join(missing)}, which is not installed")
     tokenizer = build_tokenizer(recipe)
     processor = recipe.processor(tokenizer, recipe.chat_template)
     torch.manual_seed(seed)

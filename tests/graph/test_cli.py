@@ -188,3 +188,5 @@ def test_world_family_writes_a_checkpoint_the_auto_classes_load_and_names_the_kn
     unknown = _invoke("world", "family", "fancy_vlm", "--out", str(tmp_path / "fancy"))
     assert unknown.exit_code == 2 and "fancy_vlm" in unknown.output and "idefics3" in unknown.output, unknown.output
     assert "Traceback" not in unknown.output and not (tmp_path / "fancy").exists()
+    qwen = _invoke("world", "family", "qwen2_vl", "--out", str(tmp_path / "qwen"))
+    assert qwen.exit_code == 2 and "torchvision" in qwen.output, qwen.output

@@ -31,7 +31,7 @@ from gaptune.training.lora_trainer import (
     train_candidate,
 )
 from gaptune.training.student import load_student
-from gaptune.training.tiny_families import RECIPES, build_tiny_family, missing_requirements
+from gaptune.training.tiny_families import RECIPES, build_tiny_family
 
 pytestmark = pytest.mark.slow
 FAMILY_TYPES = sorted(RECIPES)
@@ -49,9 +49,6 @@ def family_dirs() -> dict[str, Path]:
 def checkpoint(request: pytest.FixtureRequest, family_dirs: dict[str, Path],
                tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     model_type: str = request.param
-    missing = missing_requirements(model_type)
-    if missing:
-        pytest.skip(f"the {model_type} processor needs {', '.join(missing)} (not installed here)")
     if model_type not in family_dirs:
         family_dirs[model_type] = build_tiny_family(model_type, tmp_path_factory.mktemp(model_type))
     return model_type, family_dirs[model_type]
