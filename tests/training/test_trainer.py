@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from gaptune.data.errors import ConfigError
 from gaptune.data.world.world import pool, task_split
 from gaptune.training.batching import training_batch, training_lengths
-from gaptune.training.families import FAMILIES
+from gaptune.training.families import FAMILIES, Family
 from gaptune.training.fit import FitSettings, fit
 from gaptune.training.in_context import pick_demonstrations
 from gaptune.training.lora_trainer import (
@@ -86,9 +86,9 @@ def test_in_context_candidate_trains_with_demonstrations(
     seen: list[tuple[list[str], dict[str, list[str]]]] = []
     original = fit_module.training_batch
 
-    def recording(processor: object, samples: list, demonstrations: dict) -> dict:
+    def recording(processor: object, samples: list, demonstrations: dict, *, family: Family) -> dict:
         seen.append(([s.id for s in samples], {k: [d.id for d in v] for k, v in demonstrations.items()}))
-        return original(processor, samples, demonstrations)
+        return original(processor, samples, demonstrations, family=family)
 
     monkeypatch.setattr(fit_module, "training_batch", recording)
     info = train_candidate(tiny_student, "in-context", train_set[:8], tmp_path / "icl", CONFIG, seed=0)
@@ -97,8 +97,9 @@ def test_in_context_candidate_trains_with_demonstrations(
     assert sorted(ids) == sorted(s.id for s in train_set[:8])
     assert all(len(demonstrations[i]) == 2 and i not in demonstrations[i] for i in ids)
     _, processor = load_adapted(tiny_student, None)
-    with_demos = original(processor, train_set[:2], {s.id: train_set[2:4] for s in train_set[:2]})
-    without = original(processor, train_set[:2])
+    llava = FAMILIES["llava"]
+    with_demos = original(processor, train_set[:2], {s.id: train_set[2:4] for s in train_set[:2]}, family=llava)
+    without = original(processor, train_set[:2], family=llava)
     assert with_demos["input_ids"].shape[1] > without["input_ids"].shape[1], "demonstrations lengthen the prompt"
 
 
