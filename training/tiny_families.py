@@ -37,7 +37,9 @@ LLAMA_TEXT: dict[str, Any] = {"hidden_size": HIDDEN, "intermediate_size": 2 * HI
               "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 2048}
 CLIP_VISION: dict[str, Any] = {"hidden_size": HIDDEN, "intermediate_size": 2 * HIDDEN, "num_hidden_layers": 1,
                "num_attention_heads": 4, "image_size": IMAGE_SIZE, "patch_size": 8}
-SIGLIP_VISION: dict[str, Any] = {"model_type": "siglip_vision_model", "hidden_size": HIDDEN, "intermediate_size": 2 * HIDDEN,
+ANYRES_GRID = [[IMAGE_SIZE, IMAGE_SIZE], [IMAGE_SIZE, 2 * IMAGE_SIZE]]  # LLaVA-NeXT's tile shapes, tiny
+LLAMA_ROLES = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+SIGLIP_VISION: dict[str, Any] = {"hidden_size": HIDDEN, "intermediate_size": 2 * HIDDEN,
                  "num_hidden_layers": 1, "num_attention_heads": 4, "image_size": 32, "patch_size": 8}
 
 
@@ -107,7 +109,7 @@ LLAVA_NEXT_TEMPLATE = (
 def _llava_next_processor(tokenizer: PreTrainedTokenizerFast, template: str) -> Any:
     image_processor = transformers.LlavaNextImageProcessorPil(
         size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        image_grid_pinpoints=[[IMAGE_SIZE, IMAGE_SIZE], [IMAGE_SIZE, 2 * IMAGE_SIZE]])
+        image_grid_pinpoints=ANYRES_GRID)
     return transformers.LlavaNextProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=8,
                                            vision_feature_select_strategy="default", chat_template=template,
                                            num_additional_image_tokens=1)
@@ -118,18 +120,22 @@ def _llava_next_config(tokenizer: PreTrainedTokenizerFast) -> Any:
         vision_config=transformers.CLIPVisionConfig(**CLIP_VISION),
         text_config=transformers.MistralConfig(vocab_size=len(tokenizer), **LLAMA_TEXT, **_roles(tokenizer)),
         image_token_index=_ids(tokenizer, "<image>")[0], vision_feature_select_strategy="default",
-        vision_feature_layer=-1, image_grid_pinpoints=[[IMAGE_SIZE, IMAGE_SIZE], [IMAGE_SIZE, 2 * IMAGE_SIZE]],
+        vision_feature_layer=-1, image_grid_pinpoints=ANYRES_GRID,
         image_seq_length=(IMAGE_SIZE // 8) ** 2)
 
 
-# --- Idefics3 (SmolVLM's base): SigLIP-like tower, pixel-shuffle connector, Llama; "User:"/"Assistant:" turns.
-IDEFICS3_TEMPLATE = (
-    "<|im_start|>{%- for message in messages -%}{{ message['role'] | capitalize }}"
+# The turns of Idefics2 and Idefics3: "User:"/"Assistant:", each closed by <end_of_utterance>.
+IDEFICS2_TEMPLATE = (
+    "{%- for message in messages -%}{{ message['role'] | capitalize }}"
     "{%- if message['content'][0]['type'] == 'image' -%}{{ ':' }}{%- else -%}{{ ': ' }}{%- endif -%}"
     "{%- for part in message['content'] -%}{%- if part['type'] == 'text' -%}{{ part['text'] }}"
     "{%- else -%}<image>{%- endif -%}{%- endfor -%}{{ '<end_of_utterance>\n' }}{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ 'Assistant:' }}{%- endif -%}"
 )
+
+
+# --- Idefics3 (SmolVLM's base): SigLIP-like tower, pixel-shuffle connector, Llama; "User:"/"Assistant:" turns.
+IDEFICS3_TEMPLATE = "<|im_start|>" + IDEFICS2_TEMPLATE
 
 
 def _idefics3_processor(tokenizer: PreTrainedTokenizerFast, template: str) -> Any:
@@ -140,23 +146,13 @@ def _idefics3_processor(tokenizer: PreTrainedTokenizerFast, template: str) -> An
 
 
 def _idefics3_config(tokenizer: PreTrainedTokenizerFast) -> Any:
-    vision = {k: v for k, v in SIGLIP_VISION.items() if k != "model_type"}
     return transformers.Idefics3Config(
-        vision_config=transformers.Idefics3VisionConfig(**vision),
+        vision_config=transformers.Idefics3VisionConfig(**SIGLIP_VISION),
         text_config=transformers.LlamaConfig(vocab_size=len(tokenizer), **LLAMA_TEXT, **_roles(tokenizer)),
         image_token_id=_ids(tokenizer, "<image>")[0], scale_factor=2)
 
 
 # --- Idefics2: SigLIP-like tower, a perceiver resampler to a fixed number of latents, Mistral; the same turns.
-IDEFICS2_TEMPLATE = (
-    "{%- for message in messages -%}{{ message['role'] | capitalize }}"
-    "{%- if message['content'][0]['type'] == 'image' -%}{{ ':' }}{%- else -%}{{ ': ' }}{%- endif -%}"
-    "{%- for part in message['content'] -%}{%- if part['type'] == 'text' -%}{{ part['text'] }}"
-    "{%- else -%}<image>{%- endif -%}{%- endfor -%}{{ '<end_of_utterance>\n' }}{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ 'Assistant:' }}{%- endif -%}"
-)
-
-
 def _idefics2_processor(tokenizer: PreTrainedTokenizerFast, template: str) -> Any:
     image_processor = transformers.Idefics2ImageProcessorPil(
         size={"shortest_edge": 32, "longest_edge": 32}, do_image_splitting=False)
@@ -165,11 +161,10 @@ def _idefics2_processor(tokenizer: PreTrainedTokenizerFast, template: str) -> An
 
 
 def _idefics2_config(tokenizer: PreTrainedTokenizerFast) -> Any:
-    vision = {k: v for k, v in SIGLIP_VISION.items() if k != "model_type"}
     perceiver = {"hidden_size": HIDDEN, "resampler_n_latents": 4, "resampler_depth": 1, "resampler_n_heads": 4,
                  "resampler_head_dim": 16, "num_key_value_heads": 2}
     return transformers.Idefics2Config(
-        vision_config=vision, perceiver_config=perceiver,
+        vision_config=SIGLIP_VISION, perceiver_config=perceiver,
         text_config=transformers.MistralConfig(vocab_size=len(tokenizer), **LLAMA_TEXT, **_roles(tokenizer)).to_dict(),
         image_token_id=_ids(tokenizer, "<image>")[0])
 
@@ -199,17 +194,17 @@ def _gemma3_config(tokenizer: PreTrainedTokenizerFast) -> Any:
                                           **LLAMA_TEXT, **_roles(tokenizer))
     boi, eoi, image = _ids(tokenizer, "<start_of_image>", "<end_of_image>", "<image_soft_token>")
     return transformers.Gemma3Config(text_config=text, vision_config=transformers.SiglipVisionConfig(
-        **{k: v for k, v in SIGLIP_VISION.items() if k != "model_type"}), mm_tokens_per_image=4,
+        **SIGLIP_VISION), mm_tokens_per_image=4,
         boi_token_index=boi, eoi_token_index=eoi, image_token_index=image)
 
 
 RECIPES: dict[str, TinyRecipe] = {
     "llava": TinyRecipe(
-        "llava", ["<image>"], {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"},
+        "llava", ["<image>"], LLAMA_ROLES,
         {"image_token": "<image>"}, LLAVA_TEMPLATE, _llava_processor, _llava_config, "LlavaForConditionalGeneration"),
     "llava_next": TinyRecipe(
         "llava_next", ["<image>"],
-        {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"},
+        LLAMA_ROLES,
         {"image_token": "<image>"}, LLAVA_NEXT_TEMPLATE, _llava_next_processor, _llava_next_config,
         "LlavaNextForConditionalGeneration"),
     "idefics3": TinyRecipe(
@@ -219,7 +214,7 @@ RECIPES: dict[str, TinyRecipe] = {
         "Idefics3ForConditionalGeneration"),
     "idefics2": TinyRecipe(
         "idefics2", ["<image>", "<fake_token_around_image>", "<end_of_utterance>"],
-        {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"},
+        LLAMA_ROLES,
         {"image_token": "<image>", "image_boundary_token": "<fake_token_around_image>",
          "end_of_utterance_token": "<end_of_utterance>"}, IDEFICS2_TEMPLATE, _idefics2_processor, _idefics2_config,
         "Idefics2ForConditionalGeneration"),
