@@ -14,7 +14,6 @@ any student was built. It never looks at an arm, at val or at test.
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -147,7 +146,7 @@ class StudentPilot(BaseModel):
     student: str
     mix: str
     student_path: str
-    build_s: float
+    build_s: float | None  # recorded by the build; None for a student built before builds recorded it
     final_pretraining_loss: float
     probe: int
     parsed: int
@@ -204,10 +203,11 @@ def pilot_student(spec: CrossoverSpec, student: str, *, console: Console, extra:
                   teacher: Path | None = None) -> StudentPilot:
     """Build (or find cached) one base student and measure it on the target's probe split."""
     config = student_config(spec, student, extra)
-    started = time.perf_counter()
     path = build_tiny_student(Path(config.cache_dir), config.student.tiny)
-    build_s = time.perf_counter() - started
-    console.print(f"{student}: student {path} ({build_s:.0f} s)")
+    record = json.loads((path / "gaptune_student.json").read_text())
+    # The build's own time, recorded by the build: re-measuring a cached student must not report ~0 s.
+    build_s = record.get("build_s")
+    console.print(f"{student}: student {path} (built in {'?' if build_s is None else f'{build_s:.0f}'} s)")
     model, processor = load_adapted(path, None, device=resolve_device(config.trainer.device))
     probe = task_split(spec.task, "probe", config.world_seed, spec.pilot.probe_size, start=spec.pilot.seed * DRAW_STRIDE)
     evaluation = evaluate(model, processor, probe, batch_size=config.student.eval_batch_size,
@@ -231,7 +231,6 @@ def pilot_student(spec: CrossoverSpec, student: str, *, console: Console, extra:
     families = _skill_family_samples(TASK_VERSIONS[spec.task])
     family_eval = evaluate(model, processor, families, batch_size=config.student.eval_batch_size,
                            max_new_tokens=config.student.max_new_tokens)
-    record = json.loads((path / "gaptune_student.json").read_text())
     return StudentPilot(
         student=student, mix=spec.students[student], student_path=str(path), build_s=build_s,
         final_pretraining_loss=float(record["loss_curve"][-1]), probe=len(probe),
@@ -276,7 +275,8 @@ def pilot_markdown(spec: CrossoverSpec, results: dict[str, StudentPilot], criter
              "|---|---|---|---|---|---|---|"]
     for r in results.values():
         lines.append(f"| {r.student} ({r.mix}) | {r.correct / r.probe:.3f} | {r.parse_rate:.3f} | {r.wrong} | "
-                     f"{_histogram(r.blamed_by_truth, r.wrong)} | {r.final_pretraining_loss:.4f} | {r.build_s:.0f} |")
+                     f"{_histogram(r.blamed_by_truth, r.wrong)} | {r.final_pretraining_loss:.4f} | "
+                     f"{'not recorded' if r.build_s is None else f'{r.build_s:.0f}'} |")
     lines += ["", "Blamed step by each teacher (the skill of the gold step it located) and its localisation accuracy "
               "(the share of wrong cases where it blamed the world's true first wrong step):", "",
               "| student | teacher | blamed step | localised |", "|---|---|---|---|"]

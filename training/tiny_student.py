@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -187,6 +188,7 @@ def build_tiny_student(cache_dir: Path, config: TinyStudentConfig | None = None,
         with publish_directory(target) as staging:
             shutil.copytree(shipped, staging, dirs_exist_ok=True)
         return target
+    started = time.perf_counter()
     torch.manual_seed(config.seed)
     tokenizer = build_tokenizer(config)
     processor = build_processor(tokenizer)
@@ -197,7 +199,8 @@ def build_tiny_student(cache_dir: Path, config: TinyStudentConfig | None = None,
             model.save_pretrained(staging)
             processor.save_pretrained(staging)
             (staging / "gaptune_student.json").write_text(
-                json.dumps({"config": config.model_dump(), "loss_curve": curve}, indent=2))
+                json.dumps({"config": config.model_dump(), "loss_curve": curve,
+                            "build_s": round(time.perf_counter() - started, 1)}, indent=2))
     wait_for_all_processes()
     return target
 

@@ -59,6 +59,7 @@ def test_both_mixes_show_the_target_format_at_the_same_low_rate(
     rates = [mix_counts[mix][2] / MIX_SAMPLES for mix in CROSSOVER_MIXES]
     assert all(0.004 < rate < 0.007 for rate in rates)
     assert CROSSOVER_MIXES["count-rare"]["big-colour-count"] == CROSSOVER_MIXES["size-rare"]["big-colour-count"]
+    assert sum(CROSSOVER_MIXES["count-rare"].values()) == sum(CROSSOVER_MIXES["size-rare"].values())
     # No first-world target format: their counting steps would count towards the rare skill.
     assert {s.task for s in pretraining_mix(0, 5_000, mix="count-rare")}.isdisjoint(
         {"compare-counts", "colour-count", "relative-position", "changed-relation"})
