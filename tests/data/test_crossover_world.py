@@ -40,7 +40,8 @@ def mix_counts() -> dict[str, tuple[Counter[str], int, int]]:
     return {mix: _steps_per_skill(mix) for mix in CROSSOVER_MIXES}
 
 
-@pytest.mark.parametrize(("mix", "rare", "other"), [("count-rare", COUNTING, "size-rare"), ("size-rare", SIZE, "count-rare")])
+@pytest.mark.parametrize(("mix", "rare", "other"), [("count-rare", COUNTING, "size-rare"), ("size-rare", SIZE, "count-rare"),
+                                                   ("count-rare", COUNTING, "size-rare-2"), ("size-rare-2", SIZE, "count-rare")])
 def test_each_mix_makes_its_skill_rare_counting_the_target_formats_own_steps(
     mix_counts: dict[str, tuple[Counter[str], int, int]], mix: str, rare: str, other: str,
 ) -> None:
@@ -58,8 +59,8 @@ def test_both_mixes_show_the_target_format_at_the_same_low_rate(
 ) -> None:
     rates = [mix_counts[mix][2] / MIX_SAMPLES for mix in CROSSOVER_MIXES]
     assert all(0.004 < rate < 0.007 for rate in rates)
-    assert CROSSOVER_MIXES["count-rare"]["big-colour-count"] == CROSSOVER_MIXES["size-rare"]["big-colour-count"]
-    assert sum(CROSSOVER_MIXES["count-rare"].values()) == sum(CROSSOVER_MIXES["size-rare"].values())
+    assert len({mix["big-colour-count"] for mix in CROSSOVER_MIXES.values()}) == 1
+    assert len({sum(mix.values()) for mix in CROSSOVER_MIXES.values()}) == 1
     # No first-world target format: their counting steps would count towards the rare skill.
     assert {s.task for s in pretraining_mix(0, 5_000, mix="count-rare")}.isdisjoint(
         {"compare-counts", "colour-count", "relative-position", "changed-relation"})
@@ -99,6 +100,23 @@ def test_versions_of_mixes_and_tasks() -> None:
     assert TASK_VERSIONS["big-colour-count"] == "v2" and TASK_VERSIONS["compare-counts"] == "v1"
 
 
+def test_size_rare_2_counts_a_colour_an_earlier_step_read_as_count_rare_finds_the_big_object(
+    mix_counts: dict[str, tuple[Counter[str], int, int]],
+) -> None:
+    chained = Counter(s.task for s in pretraining_mix(0, 5_000, mix="size-rare-2"))
+    assert chained["colour-count"] > 200 and chained["more-shapes"] == 0
+    assert Counter(s.task for s in pretraining_mix(0, 5_000, mix="count-rare"))["find-big"] > 200
+    # Size stays as rare as in the pilot's size-rare.
+    assert mix_counts["size-rare-2"][0][SIZE] == pytest.approx(mix_counts["size-rare"][0][SIZE], rel=0.3)
+
+
+@pytest.mark.parametrize("mix", sorted(CROSSOVER_MIXES))
+def test_a_crossover_mix_is_never_edited_once_students_are_built_from_it(mix: str) -> None:
+    """A student's cache key holds its mix's name, not its weights: an edited mix would reuse stale students."""
+    weights = ",".join(f"{family}={weight}" for family, weight in sorted(CROSSOVER_MIXES[mix].items()))
+    assert _digest([weights]) == V2_MIXES[mix], f"mix {mix!r} changed: add a new mix instead"
+
+
 def _digest(texts: list[str]) -> str:
     return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
 
@@ -118,3 +136,6 @@ V1_POOL = "4fdcf6a3b898f6c9"
 V1_DEFAULT_MIX = "f4d4f6610c64bca5"
 V1_COMPARISON_MIX = "e66444471f202940"
 V1_TOKENIZER_TEXT = "c9aeadbbcef954bb"
+# Each crossover mix's weights as its students were built from it (count-rare and size-rare at a4d4d96,
+# size-rare-2 at tuning iteration 1).
+V2_MIXES = {"count-rare": "be3b9a95fb32a6f7", "size-rare": "f35b3861ea39b5a0", "size-rare-2": "44819f933d1c4a41"}
