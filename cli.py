@@ -474,13 +474,16 @@ def bench_efficiency(spec: Annotated[Path | None, typer.Argument(help="bench spe
 @bench_app.command("pilot")
 def bench_pilot(spec: Annotated[Path, typer.Argument(help="the pre-registered crossover spec YAML")],
                 out: Annotated[Path, typer.Option(help="where the pilot's report goes")],
-                set_: SetOpt = []) -> None:  # noqa: B006
+                set_: SetOpt = [],  # noqa: B006
+                without_teacher: Annotated[bool, typer.Option(
+                    "--without-teacher", help="leave the spec's world teacher out (no go-criterion depends on it)")] = False,
+                ) -> None:
     """Build each base student of a crossover spec and check the spec's go-criteria on the target's probe split."""
     from gaptune.experiments.pilot import load_crossover_spec, run_pilot
 
     resolved = load_crossover_spec(spec)
     started = time.perf_counter()
-    criteria = run_pilot(resolved, out, console=console, extra=set_)
+    criteria = run_pilot(resolved, out, console=console, extra=set_, with_teacher=not without_teacher)
     console.print((out / "pilot.md").read_text())
     console.print(f"pilot took {time.perf_counter() - started:.0f} s; see {out}")
     raise typer.Exit(0 if all(c.held for c in criteria) else 1)

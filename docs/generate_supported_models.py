@@ -27,6 +27,7 @@ COLUMNS = {  # table column -> the matrix test that decides it
     "in-context (several images)": "test_in_context_candidate_puts_the_demonstrations_images_in_the_prompt",
     "`gaptune run` end to end": "test_gaptune_run_goes_end_to_end_on_the_family_checkpoint",
 }
+MODEL_ONLY_TEST = "test_registry_targets_fit_the_model_class_of_a_family_without_a_processor_here"
 
 
 def run_matrix() -> dict[tuple[str, str], str]:
@@ -65,7 +66,10 @@ def render(outcomes: dict[tuple[str, str], str]) -> str:
             notes = "; ".join(sorted({c.removeprefix("skipped: ") for c in cells if c.startswith("skipped")}))
             cells = ["skipped" if c.startswith("skipped") else c for c in cells]
         else:
-            cells, notes = ["not run"] * len(COLUMNS), f"no tiny checkpoint here: {NOT_BUILT.get(model_type, '')}"
+            targets = outcomes.get((MODEL_ONLY_TEST, model_type), "not run")
+            cells, notes = ["not run"] * len(COLUMNS), (
+                f"no tiny checkpoint here: {NOT_BUILT.get(model_type, '')}; the registry's LoRA and connector "
+                f"targets on the real model class, one training step: {targets}")
         lines.append(f"| {family.name} | `{model_type}` | " + " | ".join(cells) + f" | {notes} |")
     lines += ["", "A model type not in the registry gets one error naming it and the `trainer.family.*` keys",
               "that describe it (docs/training.md)."]

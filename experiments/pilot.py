@@ -266,7 +266,8 @@ def _histogram(counts: dict[str, int], total: int) -> str:
     return ", ".join(f"{skill} {n} ({n / total:.0%})" for skill, n in counts.items()) if total else "-"
 
 
-def pilot_markdown(spec: CrossoverSpec, results: dict[str, StudentPilot], criteria: list[Criterion]) -> str:
+def pilot_markdown(spec: CrossoverSpec, results: dict[str, StudentPilot], criteria: list[Criterion], *,
+                   teacher_skipped: bool = False) -> str:
     verdict = "GO" if all(c.held for c in criteria) else "NO GO"
     lines = [f"# Crossover pilot: `{spec.task}`, seed {spec.pilot.seed} ({verdict})", "",
              f"Base students ({', '.join(spec.pilot.student_overrides) or 'default recipe'}) on the "
@@ -277,6 +278,9 @@ def pilot_markdown(spec: CrossoverSpec, results: dict[str, StudentPilot], criter
         lines.append(f"| {r.student} ({r.mix}) | {r.correct / r.probe:.3f} | {r.parse_rate:.3f} | {r.wrong} | "
                      f"{_histogram(r.blamed_by_truth, r.wrong)} | {r.final_pretraining_loss:.4f} | "
                      f"{'not recorded' if r.build_s is None else f'{r.build_s:.0f}'} |")
+    if teacher_skipped:
+        lines += ["", f"The spec's world teacher (mix `{spec.teacher.mix if spec.teacher else '-'}`) was not built or "
+                  "run in this pilot (`--without-teacher`); no criterion depends on it."]
     lines += ["", "Blamed step by each teacher (the skill of the gold step it located) and its localisation accuracy "
               "(the share of wrong cases where it blamed the world's true first wrong step):", "",
               "| student | teacher | blamed step | localised |", "|---|---|---|---|"]
@@ -305,10 +309,12 @@ def pilot_markdown(spec: CrossoverSpec, results: dict[str, StudentPilot], criter
     return "\n".join(lines)
 
 
-def run_pilot(spec: CrossoverSpec, out: Path, *, console: Console, extra: Sequence[str] = ()) -> list[Criterion]:
-    """Each student in turn (a student's result is written as soon as it exists), then the criteria and the report."""
+def run_pilot(spec: CrossoverSpec, out: Path, *, console: Console, extra: Sequence[str] = (),
+              with_teacher: bool = True) -> list[Criterion]:
+    """Each student in turn (a student's result is written as soon as it exists), then the criteria and the report.
+    `with_teacher=False` leaves the spec's world teacher out (no criterion depends on it), and the report says so."""
     results: dict[str, StudentPilot] = {}
-    teacher = teacher_path(spec, extra)
+    teacher = teacher_path(spec, extra) if with_teacher else None
     wanted = {c.name for c in pilot_critics(student_config(spec, next(iter(spec.students)), extra), None)}
     wanted |= {"world-teacher"} if teacher is not None else set()
     for student in spec.students:
@@ -323,5 +329,6 @@ def run_pilot(spec: CrossoverSpec, out: Path, *, console: Console, extra: Sequen
         write_text_atomic(done, results[student].model_dump_json(indent=2) + "\n")
     criteria = go_criteria(spec, results)
     write_text_atomic(out / "criteria.json", json.dumps([c.model_dump() for c in criteria], indent=2) + "\n")
-    write_text_atomic(out / "pilot.md", pilot_markdown(spec, results, criteria))
+    write_text_atomic(out / "pilot.md", pilot_markdown(spec, results, criteria,
+                                                       teacher_skipped=not with_teacher and spec.teacher is not None))
     return criteria

@@ -59,13 +59,13 @@ FAMILIES: dict[str, Family] = {
     "qwen2_vl": Family(
         name="Qwen2-VL",
         lora_modules=rf".*language_model.*\.{_DECODER}",
-        connector_modules=r".*visual\.merger\.mlp\.\d+",
+        connector_modules=r".*visual\.merger\.mlp\.[02]",  # Linear, GELU, Linear
         end_of_turn="<|im_end|>",
     ),
     "qwen2_5_vl": Family(
         name="Qwen2.5-VL",
         lora_modules=rf".*language_model.*\.{_DECODER}",
-        connector_modules=r".*visual\.merger\.mlp\.\d+",
+        connector_modules=r".*visual\.merger\.mlp\.[02]",  # Linear, GELU, Linear
         end_of_turn="<|im_end|>",
     ),
     "idefics3": Family(

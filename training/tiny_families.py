@@ -233,6 +233,30 @@ NOT_BUILT: dict[str, str] = {
     "qwen2_5_vl": "as Qwen2-VL: the processor requires a video processor, which needs torchvision",
 }
 
+# Their model classes build without a processor: tiny configs on which the matrix checks that the
+# registry's LoRA and connector targets fit the real modules and train (M-RoPE inputs made by hand).
+QWEN_TEXT: dict[str, Any] = {**{k: v for k, v in LLAMA_TEXT.items() if k != "max_position_embeddings"},
+                             "vocab_size": VOCAB_SIZE, "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]}}
+QWEN_TOKENS: dict[str, Any] = {"image_token_id": VOCAB_SIZE - 4, "video_token_id": VOCAB_SIZE - 3,
+               "vision_start_token_id": VOCAB_SIZE - 2, "vision_end_token_id": VOCAB_SIZE - 1}
+QWEN_PATCHES: dict[str, Any] = {"patch_size": 4, "spatial_merge_size": 2, "temporal_patch_size": 2, "num_heads": 4, "depth": 1}
+MODEL_ONLY: dict[str, tuple[str, Callable[[], Any]]] = {  # model type -> (model class, its tiny config)
+    "qwen2_vl": ("Qwen2VLForConditionalGeneration", lambda: transformers.Qwen2VLConfig(
+        text_config=QWEN_TEXT, vision_config={**QWEN_PATCHES, "embed_dim": 32, "hidden_size": HIDDEN, "mlp_ratio": 2},
+        **QWEN_TOKENS)),
+    "qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration", lambda: transformers.Qwen2_5_VLConfig(
+        text_config=QWEN_TEXT, vision_config={**QWEN_PATCHES, "hidden_size": 32, "out_hidden_size": HIDDEN,
+                                              "intermediate_size": HIDDEN, "fullatt_block_indexes": [0]},
+        **QWEN_TOKENS)),
+}
+
+
+def build_tiny_model(model_type: str, *, seed: int = 0) -> Any:
+    """A random-weight model of a family in MODEL_ONLY (no processor, nothing saved)."""
+    model_class, config = MODEL_ONLY[model_type]
+    torch.manual_seed(seed)
+    return getattr(transformers, model_class)(config())
+
 
 def build_tokenizer(recipe: TinyRecipe) -> PreTrainedTokenizerFast:
     roles = list(dict.fromkeys(recipe.tokenizer_roles.values()))

@@ -88,3 +88,9 @@ def test_a_pilot_on_tiny_students_reports_each_and_reuses_what_it_measured(
     (out / "size-weak.json").write_text(lacking.model_dump_json())
     run_pilot(spec, out, console=Console(quiet=True), extra=extra)
     assert measured == ["size-weak"], "a student measured without a teacher is measured again"
+
+    bare = tmp_path / "pilot-without-teacher"
+    run_pilot(spec, bare, console=Console(quiet=True), extra=extra, with_teacher=False)
+    result = StudentPilot.model_validate_json((bare / "count-weak.json").read_text())
+    assert set(result.localised_by_teacher) == {"reader"}, "without the teacher only the config's critics run"
+    assert "not built or run in this pilot (`--without-teacher`)" in (bare / "pilot.md").read_text()

@@ -31,7 +31,7 @@ from gaptune.training.lora_trainer import (
     train_candidate,
 )
 from gaptune.training.student import load_student
-from gaptune.training.tiny_families import RECIPES, build_tiny_family
+from gaptune.training.tiny_families import MODEL_ONLY, QWEN_PATCHES, QWEN_TOKENS, RECIPES, build_tiny_family, build_tiny_model
 
 pytestmark = pytest.mark.slow
 FAMILY_TYPES = sorted(RECIPES)
@@ -153,3 +153,25 @@ def test_gaptune_run_goes_end_to_end_on_the_family_checkpoint(
     metrics = read_metrics(tmp_path / "run" / "metrics.json")
     assert [r.round for r in metrics.rounds] == [0, 1], model_type
     assert len(metrics.used) == 24 and metrics.stop_reason is not None
+
+
+@pytest.mark.parametrize("model_type", sorted(MODEL_ONLY))
+def test_registry_targets_fit_the_model_class_of_a_family_without_a_processor_here(model_type: str) -> None:
+    """Qwen2-VL / Qwen2.5-VL: the LoRA and connector targets hit the real modules, and a step trains them."""
+    patch, merge, frames = QWEN_PATCHES["patch_size"], QWEN_PATCHES["spatial_merge_size"], QWEN_PATCHES["temporal_patch_size"]
+    grid = torch.tensor([[1, 4, 4]])  # one image of 4 x 4 patches: 4 tokens after the 2 x 2 merge
+    image = [QWEN_TOKENS["image_token_id"]] * (int(grid.prod()) // merge**2)
+    ids = torch.tensor([[1, QWEN_TOKENS["vision_start_token_id"], *image, QWEN_TOKENS["vision_end_token_id"], 5, 6, 7]])
+    for kind, where in (("lora", r"\.language_model\.layers\.\d+\.(self_attn|mlp)\.\w+_proj\."),
+                        ("connector", r"\.visual\.merger\.mlp\.[02]\.")):
+        model = attach_adapter(build_tiny_model(model_type), kind, TRAINER)
+        assert family_of(model.get_base_model(), TRAINER.family) == FAMILIES[model_type]
+        trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        assert trainable and all(re.search(where, n) and ".lora_" in n for n in trainable), (kind, list(trainable))
+        loss = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=ids,
+                     pixel_values=torch.randn(int(grid.prod()), 3 * frames * patch**2), image_grid_thw=grid,
+                     mm_token_type_ids=(ids == QWEN_TOKENS["image_token_id"]).long()).loss
+        loss.backward()
+        # LoRA's B starts at zero, so the first step's gradient reaches every B (and no A yet).
+        b_grads = [p.grad for n, p in trainable.items() if ".lora_B." in n]
+        assert b_grads and all(g is not None and g.abs().sum() > 0 for g in b_grads), kind
