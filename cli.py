@@ -407,6 +407,27 @@ def world_export(out_dir: Path, pool_size: int = 50_000, seed: int = 0) -> None:
             console.print(f"{task}/{split}: {write_llava(task_split(task, split, seed), path)} samples -> {path}")
 
 
+@pool_app.command("import")
+def pool_import(source: Annotated[str, typer.Argument(help="LLaVA JSON/JSONL, a saved dataset or parquet folder, "
+                                                           "or an image folder with metadata.jsonl")],
+                out: Annotated[Path, typer.Option(help="folder for pool.jsonl, rejects.jsonl and the progress")],
+                image_root: Annotated[Path | None, typer.Option(help="relative image paths start here "
+                                                                     "(default: the source's folder)")] = None,
+                verify_images: Annotated[bool, typer.Option(help="open each image's header; a corrupt one "
+                                                                 "is a reject")] = True,
+                limit: Annotated[int | None, typer.Option(help="stop after this many source rows")] = None) -> None:
+    """Stream a pool into one gaptune pool file; bad rows go to rejects.jsonl; resumable after a kill."""
+    from gaptune.data.pool_import import import_pool
+
+    report_ = import_pool(source, out, image_root=image_root, verify_images=verify_images, limit=limit)
+    resumed = f", resumed at row {report_.resumed_at_row}" if report_.resumed_at_row else ""
+    console.print(f"pool import: {report_.rows} rows -> {report_.samples} samples in {report_.pool}; "
+                  f"{report_.rejected} rejected ({', '.join(f'{k} {v}' for k, v in report_.reasons.items()) or '-'})"
+                  f" -> {report_.rejects}{resumed}; {'complete' if report_.complete else 'incomplete (run again)'}",
+                  markup=False, soft_wrap=True)  # reasons hold field names such as image[0], not markup
+    console.print(f"use it with --set pool.path={report_.pool}", markup=False, soft_wrap=True)
+
+
 @pool_app.command("index")
 def pool_index(config: ConfigArg = None, set_: SetOpt = []) -> None:  # noqa: B006
     """Index the configured pool into Chroma and BM25 (resumable; a no-op when already complete)."""

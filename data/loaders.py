@@ -102,7 +102,7 @@ def load_samples(path: str | Path, *, image_root: str | Path | None = None, stri
     problems: list[RowProblem] = []
     first_seen: dict[str, RowSamples] = {}
     unread: Counter[str] = Counter()
-    for item in _rows(path, image_root):
+    for item in iter_rows(path, image_root):
         if isinstance(item, RowProblem):
             if strict:
                 raise DataError.from_problem(item)
@@ -130,7 +130,8 @@ def unread_note(path: str | Path, name: str, rows: int) -> str:
             f"steps and skills go under the row's {GAPTUNE_KEY!r} key ({GAPTUNE_KEY}.{target}; see docs/data.md)")
 
 
-def _rows(path: str | Path, image_root: str | Path | None) -> Iterator[RowSamples | RowProblem]:
+def iter_rows(path: str | Path, image_root: str | Path | None = None) -> Iterator[RowSamples | RowProblem]:
+    """Per source row, its samples or what is wrong with it, streamed (see the module docstring for formats)."""
     text = str(path)
     if text.startswith(HF_SCHEME):
         name, _, split = text.removeprefix(HF_SCHEME).partition(":")
