@@ -440,15 +440,27 @@ def pool_index(config: ConfigArg = None, set_: SetOpt = []) -> None:  # noqa: B0
 
 @pool_app.command("annotate")
 def pool_annotate(config: Path, out: Annotated[Path, typer.Option(help="annotated pool, LLaVA JSONL")],
-                  set_: SetOpt = []) -> None:  # noqa: B006
+                  set_: SetOpt = [],  # noqa: B006
+                  estimate: Annotated[bool, typer.Option(
+                      "--estimate", help="print the calls, tokens and cost it would take, and make no call")] = False,
+                  ) -> None:
     """Have the annotator teacher write the skills each pool sample teaches (cached, resumable)."""
-    from gaptune.agents.annotator import annotate_pool
+    from gaptune.agents.annotator import annotate_pool, estimate_annotation
     from gaptune.agents.llm.server_check import check_server
     from gaptune.agents.teacher_config import OpenAIBackend
     from gaptune.data.llava_format import write_llava
     from gaptune.graph.resources import Resources
 
     resolved = _config(config, set_)
+    if estimate:
+        res = Resources(resolved, _scratch_run(), console=console)
+        guess = estimate_annotation(res.data.pool.values(), resolved.teacher, cache_dir=Path(resolved.cache_dir) / "teacher")
+        dollars = ("no price set (teacher.annotator.price_in_per_1m / price_out_per_1m)" if guess.cost_usd is None
+                   else f"${guess.cost_usd:,.4f} expected, ${guess.cost_usd_max:,.4f} if every reply hits the token limit")
+        console.print(f"annotator {guess.annotator}: {guess.samples} samples, {guess.passed_through} already labelled, "
+                      f"{guess.cached} cached -> {guess.calls} calls; ~{guess.tokens_in:,} tokens in, "
+                      f"~{guess.tokens_out:,} out (at most {guess.tokens_out_max:,}); {dollars}", markup=False)
+        return
     if resolved.teacher.check_servers and isinstance(resolved.teacher.annotator, OpenAIBackend):
         check_server(resolved.teacher.annotator, role="teacher.annotator")
     res = Resources(resolved, _scratch_run(), console=console)

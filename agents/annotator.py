@@ -28,7 +28,7 @@ from gaptune.agents.llm.errors import TeacherError
 from gaptune.agents.llm.http_client import Limiter, request_limiter
 from gaptune.agents.llm.response_cache import ResponseCache
 from gaptune.agents.llm.structured_output import schema_instructions, structured_call
-from gaptune.agents.teacher_config import ReferenceBackend, TeacherConfig
+from gaptune.agents.teacher_config import HFBackend, OpenAIBackend, ReferenceBackend, TeacherConfig
 from gaptune.data.records import Usage
 from gaptune.data.sample import Sample
 from gaptune.tools.annotate import AnnotateSampleArgs, annotate_sample
@@ -57,25 +57,92 @@ def content_hash(sample: Sample, annotator: str) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+EXAMPLE_SKILLS = ["counting", "comparison"]
+
+
+def annotation_prompt(sample: Sample) -> str:
+    """What the annotator is asked about one sample (its images go beside it when the backend has vision)."""
+    rationale = "; ".join(step.text for step in sample.steps or [])
+    return (
+        "You label training data. Name the skills a model practises by answering this question "
+        "about the image(s).\n\n"
+        f"Question: {sample.question_text()}\nAnswer: {sample.answer}\n"
+        + (f"Worked solution: {rationale}\n" if rationale else "")
+        + "\nUse short reusable labels such as counting, colour, spatial relation, text reading, "
+          "chart reading, comparison.\n"
+        + schema_instructions(AnnotateSampleArgs, {"sample_id": sample.id, "skills": EXAMPLE_SKILLS})
+    )
+
+
 class _LLMAnnotator:
     def __init__(self, backend: ChatBackend) -> None:
         self.backend = backend
 
     def annotate(self, sample: Sample) -> tuple[list[str], Usage]:
-        rationale = "; ".join(step.text for step in sample.steps or [])
-        prompt = (
-            "You label training data. Name the skills a model practises by answering this question "
-            "about the image(s).\n\n"
-            f"Question: {sample.question_text()}\nAnswer: {sample.answer}\n"
-            + (f"Worked solution: {rationale}\n" if rationale else "")
-            + "\nUse short reusable labels such as counting, colour, spatial relation, text reading, "
-              "chart reading, comparison.\n"
-            + schema_instructions(AnnotateSampleArgs, {"sample_id": sample.id, "skills": ["counting", "comparison"]})
-        )
-        messages = [user_message(prompt, sample, vision=self.backend.vision)]
+        messages = [user_message(annotation_prompt(sample), sample, vision=self.backend.vision)]
         args, usage = structured_call(self.backend, messages, AnnotateSampleArgs)
         recorded = annotate_sample.invoke({"sample_id": sample.id, "skills": args.skills})
         return list(recorded["skills"]), usage
+
+
+CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English; the estimate needs no tokenizer download
+IMAGE_TOKENS = 85  # what one low-detail image costs a GPT-4o-class model; high detail costs more
+
+
+class AnnotationEstimate(BaseModel):
+    """What annotating a pool would take, known before any call: calls, tokens and, with prices, dollars."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    annotator: str
+    samples: int
+    passed_through: int  # already carry skills
+    cached: int  # annotated before by this annotator
+    calls: int  # one per remaining sample (retries and repairs come on top)
+    tokens_in: int
+    tokens_out: int  # the expected reply, the example's length
+    tokens_out_max: int  # every reply at the backend's token limit
+    cost_usd: float | None  # None when the annotator has no prices (teacher.annotator.price_in_per_1m, ...)
+    cost_usd_max: float | None
+
+
+def estimate_annotation(samples: Iterable[Sample], config: TeacherConfig, *, cache_dir: Path) -> AnnotationEstimate:
+    """Count the calls and tokens `annotate_pool` would spend on `samples`, making none."""
+    spec = config.annotator or ReferenceBackend()
+    identity = _identity(spec)
+    store = ResponseCache(Path(cache_dir) / "annotations")
+    vision = isinstance(spec, OpenAIBackend) and spec.vision
+    limit = spec.max_tokens if isinstance(spec, OpenAIBackend) else spec.max_new_tokens if isinstance(
+        spec, HFBackend) else 0
+    reply = len(AnnotateSampleArgs(sample_id="x", skills=EXAMPLE_SKILLS).model_dump_json()) // CHARS_PER_TOKEN
+    total = passed = cached = calls = tokens_in = 0
+    for sample in samples:
+        total += 1
+        if sample.skills:
+            passed += 1
+        elif store.get(content_hash(sample, identity)) is not None:
+            cached += 1
+        elif not isinstance(spec, ReferenceBackend):
+            calls += 1
+            tokens_in += len(annotation_prompt(sample)) // CHARS_PER_TOKEN + (
+                IMAGE_TOKENS * len(sample.images) if vision else 0)
+    price_in, price_out = (None, None) if isinstance(spec, ReferenceBackend) else (
+        spec.price_in_per_1m, spec.price_out_per_1m)
+    priced = price_in is not None or price_out is not None
+
+    def cost(out: int) -> float | None:
+        return (tokens_in * (price_in or 0.0) + out * (price_out or 0.0)) / 1e6 if priced else None
+
+    return AnnotationEstimate(annotator=identity, samples=total, passed_through=passed, cached=cached, calls=calls,
+                              tokens_in=tokens_in, tokens_out=calls * reply, tokens_out_max=calls * limit,
+                              cost_usd=cost(calls * reply), cost_usd_max=cost(calls * limit))
+
+
+def _identity(spec: ReferenceBackend | OpenAIBackend | HFBackend) -> str:
+    """Who annotates, as the cache keys it: `reference`, or `backend:model`."""
+    if isinstance(spec, ReferenceBackend):
+        return "reference"
+    return f"{spec.backend}:{spec.model}"
 
 
 def _from_rationale(sample: Sample) -> list[str]:
@@ -96,11 +163,10 @@ def annotate_pool(samples: Iterable[Sample], config: TeacherConfig, *, cache_dir
     """
     spec = config.annotator or ReferenceBackend()
     llm: _LLMAnnotator | None = None
-    identity = "reference"
+    identity = _identity(spec)
     if not isinstance(spec, ReferenceBackend):
         llm = _LLMAnnotator(build_backend(spec, cache_dir=cache_dir, cache=config.cache,
                                           limiter=limiter or request_limiter(config.max_concurrency)))
-        identity = f"{spec.backend}:{spec.model}"
     store = ResponseCache(Path(cache_dir) / "annotations")
     report = AnnotationReport(samples=[])
     lock = threading.Lock()
@@ -146,4 +212,6 @@ def annotate_pool(samples: Iterable[Sample], config: TeacherConfig, *, cache_dir
                 if result is not None:
                     report.samples.append(result)
                 bar.update(1)
+            if report.usage.cost_usd is not None:
+                bar.set_postfix(cost_usd=f"{report.usage.cost_usd:.4f}", refresh=False)  # the running cost
     return report

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from teacher_server import FaultServer, scripted_reply
 
-from gaptune.agents.annotator import annotate_pool
+from gaptune.agents.annotator import CHARS_PER_TOKEN, annotate_pool, annotation_prompt, estimate_annotation
 from gaptune.agents.critics import build_critics
 from gaptune.agents.judge import build_judge
 from gaptune.agents.llm.errors import TeacherError
@@ -183,6 +183,14 @@ def test_pool_annotation_concurrent_cached_resumable_and_counts_failures(tmp_pat
         # A first, interrupted pass annotated only three samples.
         partial = annotate_pool(bare[:3], config, cache_dir=tmp_path, progress=False)
         assert partial.annotated == 3 and len(server.requests) == 3
+        priced = teacher(server, annotator={**block, "price_in_per_1m": 2.5, "price_out_per_1m": 10.0})
+        estimate = estimate_annotation([*bare, labelled], priced, cache_dir=tmp_path)
+        assert len(server.requests) == 3, "an estimate makes no call"
+        assert (estimate.samples, estimate.passed_through, estimate.cached, estimate.calls) == (7, 1, 3, 3)
+        assert estimate.tokens_in == sum(len(annotation_prompt(s)) // CHARS_PER_TOKEN for s in bare[3:])
+        assert estimate.tokens_out_max == 3 * 512 > estimate.tokens_out > 0
+        assert estimate.cost_usd == pytest.approx((estimate.tokens_in * 2.5 + estimate.tokens_out * 10.0) / 1e6)
+        assert estimate_annotation(bare, config, cache_dir=tmp_path).cost_usd is None, "no prices, no dollars"
         server.script = ["ok", "ok"] + ["500"] * 4  # the last sample's teacher keeps failing
         report = annotate_pool([*bare, labelled], config, cache_dir=tmp_path, progress=False)
     assert report.cached == 3 and report.annotated == 2 and report.passed_through == 1
