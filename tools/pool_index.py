@@ -35,7 +35,7 @@ from tqdm import tqdm
 from gaptune.data.atomic import write_text_atomic
 from gaptune.data.sample import Sample
 from gaptune.tools.bm25_index import BM25Index
-from gaptune.tools.chroma_index import ChromaConfig, ChromaIndex
+from gaptune.tools.chroma_index import UPSERT_BATCH, ChromaConfig, ChromaIndex
 from gaptune.tools.embedder import DEFAULT_EMBEDDING_MODEL, load_embedder
 from gaptune.tools.pool_documents import document_text, group_id
 
@@ -98,7 +98,7 @@ def index_pool(
     chroma: ChromaConfig | None = None,
     embedding_model: str = DEFAULT_EMBEDDING_MODEL,
     skill_descriptions: Mapping[str, str] | None = None,
-    batch_size: int = 256,
+    batch_size: int = UPSERT_BATCH,
     progress: bool = True,
 ) -> IndexReport:
     """Index `samples` into `index_dir` (created if needed); safe to re-run and to resume after a kill."""
@@ -197,18 +197,20 @@ def _ingest(db: sqlite3.Connection, samples: Iterable[Sample], descriptions: Map
 
 def _embed_missing(dense: ChromaIndex, groups: list[tuple[str, str, str, str, str]], model: str,
                    batch_size: int, progress: bool) -> int:
-    """Embed and store the groups Chroma lacks, one batch per upsert, so a kill loses at most one batch."""
+    """Embed and store the groups Chroma lacks, `batch_size` (at most Chroma's limit) per upsert: a kill loses
+    at most one upsert's embeddings."""
     by_id = {g[0]: g for g in groups}
     missing = dense.missing([g[0] for g in groups])
     if not missing:
         return 0
     embedder = load_embedder(model)
     bar = tqdm(total=len(missing), desc="pool: embed", unit="text", disable=None if progress else True)
-    for start in range(0, len(missing), batch_size):
-        batch = [by_id[gid] for gid in missing[start:start + batch_size]]
-        vectors = embedder.encode([g[1] for g in batch], batch_size=batch_size)
+    chunk = min(batch_size, dense.max_batch)
+    for start in range(0, len(missing), chunk):
+        batch = [by_id[gid] for gid in missing[start:start + chunk]]
+        vectors = embedder.encode([g[1] for g in batch])
         metadatas = [{"task": g[2], "source": g[3], "skills": ", ".join(json.loads(g[4]))} for g in batch]
-        dense.add([g[0] for g in batch], [g[1] for g in batch], metadatas, vectors)
+        dense.add([g[0] for g in batch], metadatas, vectors)
         bar.update(len(batch))
     bar.close()
     return len(missing)

@@ -16,6 +16,7 @@ from gaptune.data.errors import DataError
 from gaptune.data.llava_format import RowProblem, RowSamples
 from gaptune.data.loaders import load_samples
 from gaptune.data.pool_import import POOL_FILE, REJECTS_FILE, import_pool
+from gaptune.data.synthetic_pool import synthetic_row, synthetic_rows, write_synthetic_pool
 
 
 def _row(i: int, image: str | None = "ok.png", answer: str = "three") -> dict[str, object]:
@@ -110,3 +111,16 @@ def test_the_command_prints_counts_and_the_setting_to_use(source: Path, tmp_path
     assert result.exit_code == 0, result.output
     assert "40 rows -> 35 samples" in result.output and "5 rejected" in result.output
     assert f"pool.path={tmp_path / 'out' / POOL_FILE}" in result.output.replace("\n", "")
+
+
+def test_the_synthetic_pool_is_mostly_distinct_reproducible_by_row_and_imports_whole(tmp_path: Path) -> None:
+    rows = list(synthetic_rows(5000, seed=3))
+    questions = {row["conversations"][0]["value"] for row in rows}  # type: ignore[index]
+    assert len(questions) / len(rows) > 0.95, "a scale benchmark needs distinct documents"
+    assert synthetic_row(3, 4321, image=rows[4321]["image"]) == rows[4321]  # type: ignore[arg-type]
+    assert len({tuple(row["gaptune"]["skills"]) for row in rows}) == 12  # type: ignore[index]
+    source = write_synthetic_pool(tmp_path / "syn" / "pool.jsonl", 2000)
+    report = import_pool(source, tmp_path / "out", progress=False)
+    assert (report.samples, report.rejected) == (2000, 0)
+    imported = load_samples(tmp_path / "out" / POOL_FILE).samples
+    assert all(s.skills and s.images and Path(s.images[0]).is_file() for s in imported)
