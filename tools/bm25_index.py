@@ -83,11 +83,17 @@ class BM25Index:
                                   f"({recorded or 'an older, hand-written one'}); re-run pool indexing to rebuild it")
         return cls(bm25s.BM25.load(str(directory)), json.loads(ids_file.read_text()))
 
-    def ranked(self, query: str) -> list[tuple[str, float]]:
-        """Every document that shares a token with `query`, as (id, score), best first; ties keep index order."""
+    def ranked(self, query: str, depth: int | None = None) -> list[tuple[str, float]]:
+        """Every document that shares a token with `query` (or the best `depth`), as (id, score), best first;
+        ties keep index order."""
         tokens = tokenize(query)
         if not tokens:
             return []
         scores = np.asarray(self._retriever.get_scores(tokens), dtype=np.float64)
-        order = np.argsort(-scores, kind="stable")
-        return [(self.ids[i], float(scores[i])) for i in order if scores[i] > 0]
+        candidates = np.flatnonzero(scores > 0)
+        if depth is not None and len(candidates) > depth:
+            # the best `depth` scores, with every document tied at the cut (a stable sort then keeps index order)
+            cut = np.partition(scores[candidates], len(candidates) - depth)[len(candidates) - depth]
+            candidates = candidates[scores[candidates] >= cut]
+        order = candidates[np.argsort(-scores[candidates], kind="stable")]
+        return [(self.ids[i], float(scores[i])) for i in order[:depth]]

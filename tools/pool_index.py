@@ -292,7 +292,7 @@ class PoolIndex:
         excluded = frozenset(exclude)
         total = self.manifest.groups
         depth = min(total, max(int(k * oversample), k, MIN_DENSE_DEPTH))
-        lexical = self._lexical.ranked(text) if method != "dense" else []
+        lexical = self._lexical.ranked(text) if method == "bm25" else None
         while True:
             ranked = self.ranked_groups(text, method, depth, lexical=lexical, rrf_k=rrf_k)
             hits = self._expand(ranked, k, excluded, method)
@@ -304,11 +304,12 @@ class PoolIndex:
                       rrf_k: int = DEFAULT_RRF_K) -> list[tuple[str, float]]:
         """Groups as (group id, score), best first: every BM25 match, the `depth` nearest, or their RRF.
 
-        Fused score = sum over the two rankings of 1 / (rrf_k + rank); a group
-        missing from one ranking gets nothing from it.
+        Fused score = sum over the two rankings, each `depth` deep, of 1 / (rrf_k + rank); a group
+        missing from one ranking gets nothing from it. (RRF over the whole BM25 list cost 0.9 s a query
+        on 100,000 distinct documents; ranks past `depth` add under 1 / (rrf_k + depth) each.)
         """
         if lexical is None:
-            lexical = self._lexical.ranked(text) if method != "dense" else []
+            lexical = self._lexical.ranked(text, None if method == "bm25" else depth) if method != "dense" else []
         if method == "bm25":
             return lexical
         dense = self._dense.nearest(load_embedder(self.manifest.embedding_model).encode([text])[0], depth)

@@ -13,7 +13,7 @@ import pytest
 from gaptune.agents.retriever import RetrievalConfig, retrieve
 from gaptune.data.world.families import SKILL_DESCRIPTIONS
 from gaptune.data.world.world import pool
-from gaptune.tools.bm25_index import TOKENIZER_FILE, tokenize
+from gaptune.tools.bm25_index import TOKENIZER_FILE, BM25Index, tokenize
 from gaptune.tools.chroma_index import ChromaConfig, ChromaIndex
 from gaptune.tools.pool_index import BM25_DIR, PoolIndex, index_pool
 
@@ -163,3 +163,12 @@ def test_an_index_from_another_tokenizer_is_rebuilt_not_misread(tmp_path: Path) 
     rebuilt = PoolIndex.open(tmp_path)
     best = rebuilt.query(COUNTING, 1, "bm25")[0]
     assert "counting" in rebuilt.skills_by_id()[best.sample_id]
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4, 10])
+def test_a_bm25_ranking_cut_at_a_depth_is_the_prefix_of_the_whole_one(depth: int) -> None:
+    documents = ["red cube counting", "red", "red", "blue cube", "counting counting red", "blue"]
+    lexical = BM25Index.build([f"d{i}" for i in range(len(documents))], documents)
+    whole = lexical.ranked("red counting")
+    assert len(whole) == 4 and lexical.ranked("red counting", depth) == whole[:depth]
+    assert [gid for gid, _ in whole][-2:] == ["d1", "d2"], "ties keep index order"
