@@ -37,7 +37,8 @@ class ChromaConfig(BaseModel):
 
 
 class ChromaIndex:
-    """One collection of pool groups: id = group id, document, metadata (task, source, skills), embedding."""
+    """One collection of pool groups: id = group id, metadata (task, source, skills), embedding; the documents
+    themselves live in the index's samples.sqlite."""
 
     def __init__(self, config: ChromaConfig, default_path: Path) -> None:
         self.config = config
