@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from gaptune.data.llava_format import RowSamples
 from gaptune.data.loaders import iter_rows
 from gaptune.data.pool_import import POOL_FILE, import_pool
 from gaptune.data.sample import Sample
@@ -35,7 +36,8 @@ def peak_rss_mb() -> float:
 
 def imported(pool: Path) -> Iterator[Sample]:
     for row in iter_rows(pool):
-        yield from getattr(row, "samples", [])
+        if isinstance(row, RowSamples):  # an imported pool has no bad rows; nothing else to skip
+            yield from row.samples
 
 
 def run(size: int, embedders: list[str], root: Path) -> None:

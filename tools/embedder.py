@@ -91,7 +91,7 @@ class StaticEmbedder:
     def encode(self, texts: Sequence[str], *, batch_size: int = 1024, progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._model.encode(list(texts), batch_size=max(batch_size, 1024), show_progress_bar=progress)
+        vectors = self._model.encode(list(texts), batch_size=batch_size, show_progress_bar=progress)
         return np.asarray(vectors, dtype=np.float32)
 
 
