@@ -32,6 +32,8 @@ from gaptune.data.attempt import Attempt
 from gaptune.data.errors import ConfigError
 from gaptune.data.sample import Sample
 from gaptune.data.world.world import DRAW_STRIDE, TASK_VERSIONS, TASKS, pool, task_split
+from gaptune.experiments.runner import world_teacher
+from gaptune.experiments.spec import TeacherRecipe
 from gaptune.graph.config import RunConfig, load_config
 from gaptune.training.config import MixName
 from gaptune.training.evaluate import evaluate
@@ -63,16 +65,6 @@ class PilotSettings(BaseModel):
     student_overrides: list[str] = Field(default_factory=list)
     probe_size: int = Field(ge=1)
     go_criteria: GoCriteria
-
-
-class TeacherRecipe(BaseModel):
-    """The world teacher: a tiny model of the same world pretrained on every family at one weight, cached like a
-    student; the `world` critic runs answer-switch on it (agents/world_teacher.py)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    mix: MixName = "world-teacher"
-    overrides: list[str] = Field(default_factory=list)  # student.tiny.* keys of its recipe
 
 
 class CrossoverSpec(BaseModel):
@@ -125,10 +117,7 @@ def student_config(spec: CrossoverSpec, student: str, extra: Sequence[str] = ())
 
 def teacher_path(spec: CrossoverSpec, extra: Sequence[str] = ()) -> Path | None:
     """The world teacher's directory, built on first use and cached (None when the spec names no teacher)."""
-    if spec.teacher is None:
-        return None
-    config = load_config(None, [f"student.tiny.mix={spec.teacher.mix}", *spec.teacher.overrides, *extra])
-    return build_tiny_student(Path(config.cache_dir), config.student.tiny)
+    return None if spec.teacher is None else world_teacher(spec.teacher, extra)
 
 
 def pilot_critics(config: RunConfig, teacher: Path | None) -> list[Critic]:

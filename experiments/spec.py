@@ -42,6 +42,11 @@ ARMS: dict[str, list[str]] = {
     "task-steps": ["selection=task-skills", "retrieval.query=step-text"],
     "swap": ["selection=fixed"],
     "no-template": ["selection=error-driven"],
+    # error-driven with the label-aware reader critic (it diffs the student's steps with the gold ones), for a spec
+    # whose headline critic is another (its `teacher`)
+    "reader": ["selection=error-driven", "teacher.critics=[{backend: reader}]"],
+    # the budget split evenly over the spec's `static_split` skills, errors ignored
+    "static-50-50": ["selection=skill-mix"],
 }
 REFERENCE_ARM = "error-driven"
 
@@ -54,6 +59,28 @@ TEMPLATE_FAMILY = {
     "changed-relation": "relation-at",
     "big-colour-count": "count-colour",
 }
+
+
+class TeacherRecipe(BaseModel):
+    """The world teacher: a tiny model of the same world pretrained on every family at one weight, cached like a
+    student; the `world` critic runs answer-switch on it (agents/world_teacher.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mix: MixName = "world-teacher"
+    overrides: list[str] = Field(default_factory=list)  # student.tiny.* keys of its recipe
+
+
+class ContrastSpec(BaseModel):
+    """A pre-registered difference `arm - minus` on test accuracy, per student or summed over both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arm: str
+    minus: str
+    # Summed over the two students, item by item (the swap test's interaction); else one contrast per student.
+    across_students: bool = False
+    primary: bool = False
 
 
 class EfficiencySpec(BaseModel):
@@ -87,6 +114,16 @@ class EfficiencySpec(BaseModel):
     # is out of reach on a CPU); its probe samples are repeated so that their passes equal the
     # other arms'.
     full_pool_epochs: int = Field(default=1, ge=1)
+    # A seed also draws the student's pretraining world (`student.tiny.world_seed`), not only its initialisation
+    # and data order: the crossover table's students differ in what they saw. (The first world's tables kept it 0.)
+    seed_sets_student_world: bool = False
+    # The headline critic: answer-switch on this world teacher (it reads gold answers only) for every arm that
+    # does not name its own critic; None keeps the run config's critics (the reader).
+    teacher: TeacherRecipe | None = None
+    # The skills the `static-50-50` arm splits its budget over evenly.
+    static_split: list[str] = Field(default_factory=list)
+    # Every contrast that will be looked at (contrasts.md), written before the runs; at most one is primary.
+    contrasts: list[ContrastSpec] = Field(default_factory=list)
 
     @field_validator("task")
     @classmethod
@@ -102,6 +139,15 @@ class EfficiencySpec(BaseModel):
                 raise ValueError(f"unknown arm {arm!r}; expected one of {', '.join(ARMS)}")
         if REFERENCE_ARM not in self.arms:
             raise ValueError(f"arms must include {REFERENCE_ARM!r}: every arm is compared with it")
+        arms = {"base", *self.arms, *self.first_seed_arms, *self.budget_arms}
+        for contrast in self.contrasts:
+            for arm in (contrast.arm, contrast.minus):
+                if arm not in arms:
+                    raise ValueError(f"contrast {contrast.arm} - {contrast.minus}: {arm!r} is not an arm of this spec")
+        if sum(c.primary for c in self.contrasts) > 1:
+            raise ValueError("contrasts: at most one is the primary endpoint")
+        if "static-50-50" in [*self.arms, *self.first_seed_arms, *self.budget_arms] and len(self.static_split) < 2:
+            raise ValueError("the static-50-50 arm needs static_split: the two (or more) skills it splits over")
         if "swap" in self.arms and len(self.students) != 2:
             raise ValueError("the swap arm needs exactly two students (each trains on the other's selection)")
         return self
@@ -171,6 +217,8 @@ def _arm_overrides(spec: EfficiencySpec, out: Path, cell: Cell) -> list[str]:
         ids_file = run_dir(out, cell) / "selection_ids.txt"
         write_text_atomic(ids_file, "\n".join(read_metrics(metrics).used) + "\n")
         overrides.append(f"selector_options.ids={ids_file}")
+    if cell.arm == "static-50-50":
+        overrides.append(f"selector_options.skills={{{', '.join(f'{skill}: 1' for skill in spec.static_split)}}}")
     if cell.arm == "no-template":
         overrides.append(f"pool.exclude_families=[{TEMPLATE_FAMILY[spec.task]}]")
     if cell.arm == "full":
@@ -181,11 +229,27 @@ def _arm_overrides(spec: EfficiencySpec, out: Path, cell: Cell) -> list[str]:
     return overrides
 
 
-def cell_overrides(spec: EfficiencySpec, out: Path, cell: Cell) -> list[str]:
-    """The run config of one cell: the shared protocol, then the spec's overrides, then the arm's."""
+def teacher_overrides(recipe: TeacherRecipe) -> list[str]:
+    """The run config whose student is the world teacher of `recipe`: what builds it (or finds it cached)."""
+    return [f"student.tiny.mix={recipe.mix}", *recipe.overrides]
+
+
+def headline_critic(spec: EfficiencySpec, teacher: Path | None) -> list[str]:
+    """The spec's headline critic as a run config override: answer-switch on the built world teacher."""
+    if spec.teacher is None:
+        return []
+    if teacher is None:
+        raise ValueError("the spec names a world teacher; build it first (experiments.runner.world_teacher)")
+    return [f"teacher.critics=[{{backend: world, name: world-teacher, model: {teacher}}}]"]
+
+
+def cell_overrides(spec: EfficiencySpec, out: Path, cell: Cell, teacher: Path | None = None) -> list[str]:
+    """The run config of one cell: the shared protocol, the headline critic, the spec's overrides, then the arm's."""
+    world = [f"student.tiny.world_seed={cell.seed}"] if spec.seed_sets_student_world else []
     return [
         f"task.world={spec.task}", f"task.draw={cell.seed}", f"seed={cell.seed}",
-        f"student.tiny.mix={spec.students[cell.student]}", f"student.tiny.seed={cell.seed}",
+        f"student.tiny.mix={spec.students[cell.student]}", f"student.tiny.seed={cell.seed}", *world,
+        *headline_critic(spec, teacher),
         f"pool.size={spec.pool_size}", "max_rounds=1", "mining=all",
         # an arm is measured by its round's adapter, even when it is worse on val than the base student
         "replace_adapter=always",

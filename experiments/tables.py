@@ -13,10 +13,11 @@ from gaptune.data.atomic import write_text_atomic
 from gaptune.data.sample import Sample
 from gaptune.data.world.families import POOL_FAMILIES
 from gaptune.data.world.world import world_sample
+from gaptune.experiments.contrasts import contrasts_markdown
 from gaptune.experiments.plot import plot
 from gaptune.experiments.results import Finished, collect, composition
 from gaptune.experiments.spec import REFERENCE_ARM, TEMPLATE_FAMILY, EfficiencySpec
-from gaptune.experiments.statistics import mean_std, paired_bootstrap
+from gaptune.experiments.statistics import hierarchical_bootstrap, mean_std, paired_differences
 from gaptune.graph.config import load_config
 
 
@@ -62,12 +63,13 @@ def _arm_scores(by_arm: Runs, arm: str) -> tuple[list[float], dict[int, list[boo
 
 
 def _delta(by_arm: Runs, arm: str, correct: dict[int, list[bool]], resamples: int) -> str:
-    """The paired bootstrap difference to the reference arm on the same seeds and items, in points [95% CI]."""
+    """The difference to the reference arm on the same seeds and items, in points, with the 95% interval of the
+    hierarchical bootstrap (seeds, then items within each)."""
     reference = {seed: r.test_correct for seed, r in by_arm.get(REFERENCE_ARM, {}).items()}
     if arm == REFERENCE_ARM or not set(correct) & set(reference):
         return "-"
-    diff, low, high = paired_bootstrap(correct, reference, resamples=resamples)
-    return f"{_signed(diff)} [{_signed(low)}, {_signed(high)}]"
+    result = hierarchical_bootstrap(paired_differences(correct, reference), resamples=resamples)
+    return f"{_signed(result.mean)} [{_signed(result.low)}, {_signed(result.high)}]"
 
 
 def table_markdown(spec: EfficiencySpec, rows: list[Finished]) -> str:
@@ -89,7 +91,8 @@ def table_markdown(spec: EfficiencySpec, rows: list[Finished]) -> str:
             base_mean = mean_std([r.base_test for r in reference.values()])[0]
             span = (base_mean, mean_std([r.test for r in ceiling_runs.values()])[0] - base_mean)
         lines += [f"### {student} ({spec.students[student]}), budget {budget}", "",
-                  "| arm | test mean ± std | seeds | Δ vs error-driven (points) [95% CI] | gap closed | stop reasons |",
+                  "| arm | test mean ± std | seeds | Δ vs error-driven (points) [95% CI, seeds and items] | gap closed | "
+                  "stop reasons |",
                   "|---|---|---|---|---|---|"]
         ordered = ["base", *[a for a in [*spec.arms, *spec.first_seed_arms, *spec.budget_arms] if a in arms]]
         for arm in dict.fromkeys(ordered):
@@ -170,6 +173,8 @@ def write_outputs(spec: EfficiencySpec, out: Path, *, wall_s: float | None = Non
         f"{table_markdown(spec, rows)}" if rows else "no finished run yet\n"
     write_text_atomic(out / "table.md", header + body)
     write_text_atomic(out / "composition.md", composition_markdown(spec, rows) if rows else "no finished run yet\n")
+    if spec.contrasts:
+        write_text_atomic(out / "contrasts.md", contrasts_markdown(spec, rows))
     if rows:
         plot(spec, rows, out / "efficiency.png")
     return rows

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gaptune.agents.gap_profile import wrong_step_text
+from gaptune.agents.retriever import split_budget
 from gaptune.agents.selectors.error_driven import ErrorDriven
-from gaptune.agents.selectors.protocol import GapEvidence
+from gaptune.agents.selectors.protocol import GapEvidence, GapSelector
+from gaptune.agents.selectors.registry import build_selector
 from gaptune.agents.selectors.task_skills import TaskSkills
 from gaptune.data.attempt import Attempt
 from gaptune.data.world.world import task_split
@@ -49,3 +53,19 @@ def test_wrong_step_text_falls_back_to_the_output() -> None:
     assert wrong_step_text(attempt, 0) == "count red = 2"
     assert wrong_step_text(attempt, 5) == "count red = 2; answer: no"
     assert wrong_step_text(_attempt(""), None) == "(no output)"
+
+
+def test_skill_mix_spends_the_named_proportions_whatever_the_errors() -> None:
+    mix = build_selector("skill-mix", {"skills": {"size": 1, "counting": 1}})
+    for errors in ({"counting": 9}, {}):
+        profile, source = mix.gap_profile(  # type: ignore[attr-defined]
+            GapEvidence(query="skill", error_gaps=errors, wrong_steps=WRONG, target=TARGET))
+        assert profile == {"size": 1, "counting": 1} and "static" in source
+    assert split_budget(profile, 800) == {"size": 400, "counting": 400}
+    assert isinstance(mix, GapSelector) and mix.needs.errors is False
+
+
+@pytest.mark.parametrize("options", [{}, {"skills": {}}, {"skills": {"size": 0}}, {"skills": {"size": 1}, "x": 1}])
+def test_skill_mix_refuses_options_it_cannot_spend(options: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="selector_options"):
+        build_selector("skill-mix", options)

@@ -16,7 +16,7 @@ from gaptune.graph.config import load_config
 
 @pytest.mark.parametrize("name", sorted(strategies()))
 def test_every_strategy_has_one_shape_and_its_own_name(name: str) -> None:
-    options = {"ids": "ids.txt"} if name == "fixed" else {}
+    options = {"fixed": {"ids": "ids.txt"}, "skill-mix": {"skills": {"size": 1}}}.get(name, {})
     selector = build_selector(name, options)
     assert selector.name == name
     assert isinstance(selector, GapSelector) != isinstance(selector, PoolSelector), "retrieved per gap, or picked"
