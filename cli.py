@@ -475,15 +475,18 @@ def bench_efficiency(spec: Annotated[Path | None, typer.Argument(help="bench spe
                      students_table: Annotated[bool, typer.Option(help="also write students.md (per-skill accuracy)")] = True,
                      per_family: Annotated[int, typer.Option(help="pool samples per family for students.md")] = 50,
                      report_only: Annotated[bool, typer.Option(help="only rewrite the table from finished runs")] = False,
+                     arm: Annotated[list[str], typer.Option(
+                         help="run only this arm's cells now (repeatable); the rest wait for a later call")] = [],  # noqa: B006
                      ) -> None:
     """Error-driven against every other arm: two students, budgets, seeds; resumable (finished runs are kept)."""
     from gaptune.data.atomic import write_text_atomic
     from gaptune.experiments.runner import run_cells
-    from gaptune.experiments.spec import load_spec, save_spec
+    from gaptune.experiments.spec import load_spec, plan, save_spec
     from gaptune.experiments.tables import student_skills_markdown, write_outputs
     from gaptune.graph.resources import Resources
 
     resolved = load_spec(spec)
+    plan(resolved, arm)  # an arm the spec lacks is an error before any work
     started = time.perf_counter()
     save_spec(resolved, out)
 
@@ -497,7 +500,7 @@ def bench_efficiency(spec: Annotated[Path | None, typer.Argument(help="bench spe
         def refresh_table() -> None:
             write_outputs(resolved, out)
 
-        run_cells(resolved, out, console=console, on_finished=refresh_table)
+        run_cells(resolved, out, console=console, arms=arm, on_finished=refresh_table)
     wall = time.perf_counter() - started
     rows = write_outputs(resolved, out, wall_s=None if report_only else wall)
     console.print((out / "table.md").read_text())

@@ -22,12 +22,13 @@ def world_teacher(recipe: TeacherRecipe, extra: Sequence[str] = ()) -> Path:
     return build_tiny_student(Path(config.cache_dir), config.student.tiny)
 
 
-def run_cells(spec: EfficiencySpec, out: Path, *, console: Console,
+def run_cells(spec: EfficiencySpec, out: Path, *, console: Console, arms: Sequence[str] = (),
               on_finished: Callable[[], None] | None = None) -> None:
-    """Run every cell not finished yet (resuming interrupted ones); `on_finished` after each new run."""
+    """Run every cell not finished yet (resuming interrupted ones), or only those of `arms` when given, in the
+    plan's order; `on_finished` after each new run. The table reads whatever has finished."""
     from gaptune.graph.runner import resume, run  # the loop's heavy imports, only when a cell runs
 
-    cells = plan(spec)
+    cells = plan(spec, arms)
     # the cache the spec's runs use is the teacher's too; its recipe is its own, not the students'
     teacher = None if spec.teacher is None else world_teacher(
         spec.teacher, [o for o in spec.overrides if o.startswith("cache_dir=")])

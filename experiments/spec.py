@@ -18,6 +18,7 @@ which never saw the probe split (`mining: all` is then clean).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -185,8 +186,9 @@ class Cell(BaseModel):
         return f"{self.student}/b{self.budget}/{self.arm}/s{self.seed}"
 
 
-def plan(spec: EfficiencySpec) -> list[Cell]:
-    """Every run: the main budget seed by seed, then the extra budgets seed by seed; swaps after the runs they copy.
+def plan(spec: EfficiencySpec, only: Sequence[str] = ()) -> list[Cell]:
+    """Every run (only those of the arms in `only` when given): the main budget seed by seed, then the extra budgets seed by
+    seed; swaps after the runs they copy.
 
     So a table cut short is complete for its first seeds at the main budget.
     """
@@ -199,7 +201,10 @@ def plan(spec: EfficiencySpec) -> list[Cell]:
             cells += [Cell(student=s, budget=budget, arm=a, seed=seed) for s in spec.students for a in ordered]
             if "swap" in arms:
                 cells += [Cell(student=s, budget=budget, arm="swap", seed=seed) for s in spec.students]
-    return cells
+    unknown = sorted(set(only) - {cell.arm for cell in cells})
+    if unknown:
+        raise ConfigError(f"arms not in this spec: {unknown}; its arms: {sorted({cell.arm for cell in cells})}")
+    return [cell for cell in cells if not only or cell.arm in only]
 
 
 def run_dir(out: Path, cell: Cell) -> Path:

@@ -43,6 +43,19 @@ def test_spec_errors_name_the_field(tmp_path: Path) -> None:
     bad.write_text(yaml.safe_dump({"arms": ["random"]}))
     result = CliRunner().invoke(app, ["bench", "efficiency", str(bad), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "must include 'error-driven'" in result.output
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"arms": ["error-driven", "random"]}))
+    result = CliRunner().invoke(app, ["bench", "efficiency", str(good), "--out", str(tmp_path / "out"), "--arm", "knn"])
+    assert result.exit_code == 2 and "arms not in this spec: ['knn']" in result.output
+
+
+def test_a_plan_cut_to_some_arms_keeps_their_order() -> None:
+    spec = EfficiencySpec(arms=["swap", "random", "error-driven"], first_seed_arms=["oracle"], extra_budgets=[],
+                          seeds=[0, 1])
+    cut = plan(spec, ["swap", "error-driven"])
+    assert cut == [c for c in plan(spec) if c.arm in ("swap", "error-driven")]
+    assert [(c.student, c.arm, c.seed) for c in cut] == [
+        (student, arm, seed) for seed in (0, 1) for arm in ("error-driven", "swap") for student in spec.students]
 
 
 @pytest.mark.slow
