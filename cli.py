@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from gaptune.data.engine import EngineName
 from gaptune.data.errors import RunDirectoryError, UserError
 from gaptune.graph.config import load_config
 from gaptune.graph.run_dir import RunDir
@@ -415,11 +416,17 @@ def pool_import(source: Annotated[str, typer.Argument(help="LLaVA JSON/JSONL, a 
                                                                      "(default: the source's folder)")] = None,
                 verify_images: Annotated[bool, typer.Option(help="open each image's header; a corrupt one "
                                                                  "is a reject")] = True,
-                limit: Annotated[int | None, typer.Option(help="stop after this many source rows")] = None) -> None:
+                limit: Annotated[int | None, typer.Option(help="stop after this many source rows")] = None,
+                engine: Annotated[EngineName, typer.Option(help="where the image checks run: local or ray")] = "local",
+                ray_address: Annotated[str, typer.Option(help="the Ray cluster (with --engine ray)")] = "auto",
+                workers: Annotated[int, typer.Option(help="Ray actors at once (with --engine ray)")] = 2) -> None:
     """Stream a pool into one gaptune pool file; bad rows go to rejects.jsonl; resumable after a kill."""
+    from gaptune.data.engine import EngineConfig, build_engine
     from gaptune.data.pool_import import import_pool
 
-    report_ = import_pool(source, out, image_root=image_root, verify_images=verify_images, limit=limit)
+    runner = build_engine(EngineConfig(name=engine, address=ray_address, workers=workers))
+    report_ = import_pool(source, out, image_root=image_root, verify_images=verify_images, limit=limit,
+                          engine=runner)
     resumed = f", resumed at row {report_.resumed_at_row}" if report_.resumed_at_row else ""
     console.print(f"pool import: {report_.rows} rows -> {report_.samples} samples in {report_.pool}; "
                   f"{report_.rejected} rejected ({', '.join(f'{k} {v}' for k, v in report_.reasons.items()) or '-'})"
@@ -448,6 +455,7 @@ def pool_annotate(config: Path, out: Annotated[Path, typer.Option(help="annotate
     from gaptune.agents.annotator import annotate_pool, estimate_annotation
     from gaptune.agents.llm.server_check import check_server
     from gaptune.agents.teacher_config import OpenAIBackend
+    from gaptune.data.engine import build_engine
     from gaptune.data.llava_format import write_llava
     from gaptune.graph.resources import Resources
 
@@ -464,7 +472,8 @@ def pool_annotate(config: Path, out: Annotated[Path, typer.Option(help="annotate
     if resolved.teacher.check_servers and isinstance(resolved.teacher.annotator, OpenAIBackend):
         check_server(resolved.teacher.annotator, role="teacher.annotator")
     res = Resources(resolved, _scratch_run(), console=console)
-    report_ = annotate_pool(res.data.pool.values(), resolved.teacher, cache_dir=Path(resolved.cache_dir) / "teacher")
+    report_ = annotate_pool(res.data.pool.values(), resolved.teacher, cache_dir=Path(resolved.cache_dir) / "teacher",
+                            engine=build_engine(resolved.engine))
     written = write_llava(report_.samples, out)
     console.print(f"annotated pool: {written} samples -> {out}; {report_.model_dump(exclude={'samples'})}")
 

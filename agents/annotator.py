@@ -3,7 +3,8 @@
 Every result is stored under the sample's content hash as soon as it is known,
 so an interrupted annotation resumes where it stopped and a repeated one costs
 nothing. Requests run concurrently (bounded by `teacher.max_concurrency`, the
-run's one limit on teacher requests in flight).
+run's one limit on teacher requests in flight), here or over a Ray cluster
+(`engine`, see gaptune.data.engine).
 Samples that already carry skills pass through untouched; with no annotator
 model configured, skills come from the gold rationale steps. A sample the
 teacher cannot annotate is skipped and counted, never silently dropped.
@@ -13,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
+import os
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from itertools import islice
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
@@ -29,6 +31,7 @@ from gaptune.agents.llm.http_client import Limiter, request_limiter
 from gaptune.agents.llm.response_cache import ResponseCache
 from gaptune.agents.llm.structured_output import schema_instructions, structured_call
 from gaptune.agents.teacher_config import HFBackend, OpenAIBackend, ReferenceBackend, TeacherConfig
+from gaptune.data.engine import Engine, LocalEngine, Row
 from gaptune.data.records import Usage
 from gaptune.data.sample import Sample
 from gaptune.tools.annotate import AnnotateSampleArgs, annotate_sample
@@ -149,69 +152,101 @@ def _from_rationale(sample: Sample) -> list[str]:
     return sorted({step.skill for step in sample.steps or []})
 
 
-def _chunks(items: Iterable[Sample], size: int) -> Iterator[list[Sample]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
+class _Outcome(BaseModel):
+    """What became of one sample: it carried skills (`passed`), was annotated before (`cached`), now (`annotated`),
+    or not (`failed`, with the teacher's error kind)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    how: Literal["passed", "cached", "annotated", "failed"]
+    skills: list[str] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    error: str = ""
 
 
-def annotate_pool(samples: Iterable[Sample], config: TeacherConfig, *, cache_dir: Path,
-                  progress: bool = True, limiter: Limiter | None = None) -> AnnotationReport:
-    """Fill `skills` on every sample that lacks them; see the module docstring for the guarantees.
+class AnnotateWorker:
+    """Samples to skills (the engine's worker): rows {sample, known} -> {outcome}, as JSON; a row whose outcome is
+    `known` (passed through or cached, decided by the driver) passes untouched. Requests run concurrently, at
+    most `teacher.max_concurrency` in flight per worker (all workers share one `limiter` in this process)."""
 
-    `limiter`: the run's limit on teacher requests in flight, when other roles share it.
-    """
-    spec = config.annotator or ReferenceBackend()
-    llm: _LLMAnnotator | None = None
-    identity = _identity(spec)
-    if not isinstance(spec, ReferenceBackend):
-        llm = _LLMAnnotator(build_backend(spec, cache_dir=cache_dir, cache=config.cache,
-                                          limiter=limiter or request_limiter(config.max_concurrency)))
-    store = ResponseCache(Path(cache_dir) / "annotations")
-    report = AnnotationReport(samples=[])
-    lock = threading.Lock()
+    def __init__(self, config: TeacherConfig, cache_dir: str, limiter: Limiter | None = None) -> None:
+        spec = config.annotator or ReferenceBackend()
+        self.llm = None if isinstance(spec, ReferenceBackend) else _LLMAnnotator(build_backend(
+            spec, cache_dir=Path(cache_dir), cache=config.cache,
+            limiter=limiter or request_limiter(config.max_concurrency)))
+        self.concurrency = config.max_concurrency
 
-    def one(sample: Sample) -> Sample | None:
-        if sample.skills:
-            with lock:
-                report.passed_through += 1
-            return sample
-        key = content_hash(sample, identity)
-        hit = store.get(key)
-        if hit is not None:
-            with lock:
-                report.cached += 1
-            return sample.model_copy(update={"skills": hit["skills"]})
-        usage = Usage()
+    def __call__(self, rows: list[Row]) -> list[Row]:
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return [{"outcome": outcome.model_dump_json()} for outcome in pool.map(self._one, rows)]
+
+    def _one(self, row: Row) -> _Outcome:
+        if row["known"]:
+            return _Outcome.model_validate_json(row["known"])
+        sample = Sample.model_validate_json(row["sample"])
         try:
-            if llm is None:
-                skills = _from_rationale(sample)
+            if self.llm is None:
+                skills, usage = _from_rationale(sample), Usage()
                 if not skills:
                     raise TeacherError("malformed", f"sample {sample.id!r} has no skills, no rationale steps and "
                                                     "no annotator model: configure teacher.annotator")
             else:
-                skills, usage = llm.annotate(sample)
+                skills, usage = self.llm.annotate(sample)
         except TeacherError as error:
-            with lock:
-                report.failed[error.kind] = report.failed.get(error.kind, 0) + 1
-                report.failed_ids.append(sample.id)
-                report.usage = report.usage.plus(error.usage)
-            return None
-        store.put(key, {"skills": skills, "sample_id": sample.id})
-        with lock:
-            report.annotated += 1
-            report.usage = report.usage.plus(usage)
-        return sample.model_copy(update={"skills": skills})
+            return _Outcome(how="failed", usage=error.usage, error=error.kind)
+        return _Outcome(how="annotated", skills=skills, usage=usage)
 
+
+def annotate_pool(samples: Iterable[Sample], config: TeacherConfig, *, cache_dir: Path, progress: bool = True,
+                  limiter: Limiter | None = None, engine: Engine | None = None) -> AnnotationReport:
+    """Fill `skills` on every sample that lacks them; see the module docstring for the guarantees.
+
+    `limiter`: the run's limit on teacher requests in flight, when other roles share it (this process's workers).
+    `engine`: where the calls run (`LocalEngine` by default; on Ray each worker holds its own limit). The driver
+    alone reads and writes the annotation cache, as results arrive, so a kill loses only the calls in flight.
+    """
+    engine = engine or LocalEngine()
+    identity = _identity(config.annotator or ReferenceBackend())
+    store = ResponseCache(Path(cache_dir) / "annotations")
+    report = AnnotationReport(samples=[])
+    waiting: deque[Sample] = deque()  # sent and not yet back, in order
+
+    def rows() -> Iterator[Row]:
+        for sample in samples:
+            waiting.append(sample)
+            hit = None if sample.skills else store.get(content_hash(sample, identity))
+            known = (_Outcome(how="passed", skills=sample.skills) if sample.skills else
+                     None if hit is None else _Outcome(how="cached", skills=hit["skills"]))
+            yield {"sample": "" if known else sample.model_dump_json(), "known": known.model_dump_json() if known else ""}
+
+    kwargs: dict[str, Any] = {"config": config, "cache_dir": str(cache_dir)}
+    spec = config.annotator
+    key = os.environ.get(spec.api_key_env) if isinstance(spec, OpenAIBackend) else None
+    env = {spec.api_key_env: key} if isinstance(spec, OpenAIBackend) and key else {}  # for workers elsewhere
+    if isinstance(engine, LocalEngine):
+        kwargs["limiter"] = limiter
     total = len(samples) if hasattr(samples, "__len__") else None  # type: ignore[arg-type]
-    with ThreadPoolExecutor(max_workers=config.max_concurrency) as pool, \
-            tqdm(total=total, desc="annotating pool", unit="sample", disable=None if progress else True) as bar:
-        # Bounded chunks: a 50,000-sample pool never becomes 50,000 pending futures.
-        for chunk in _chunks(samples, 8 * config.max_concurrency):
-            for result in pool.map(one, chunk):
-                if result is not None:
-                    report.samples.append(result)
-                bar.update(1)
+    with tqdm(total=total, desc="annotating pool", unit="sample", disable=None if progress else True) as bar:
+        # batches of a few requests per worker: a 50,000-sample pool never becomes 50,000 pending requests
+        for result in engine.map(AnnotateWorker, kwargs, rows(), batch_size=8 * config.max_concurrency,
+                                    env=env):
+            sample = waiting.popleft()
+            outcome = _Outcome.model_validate_json(result["outcome"])
+            report.usage = report.usage.plus(outcome.usage)
+            if outcome.how == "failed":
+                report.failed[outcome.error] = report.failed.get(outcome.error, 0) + 1
+                report.failed_ids.append(sample.id)
+            elif outcome.how == "passed":
+                report.passed_through += 1
+                report.samples.append(sample)
+            else:
+                if outcome.how == "annotated":
+                    store.put(content_hash(sample, identity), {"skills": outcome.skills, "sample_id": sample.id})
+                    report.annotated += 1
+                else:
+                    report.cached += 1
+                report.samples.append(sample.model_copy(update={"skills": outcome.skills}))
+            bar.update(1)
             if report.usage.cost_usd is not None:
                 bar.set_postfix(cost_usd=f"{report.usage.cost_usd:.4f}", refresh=False)  # the running cost
     return report

@@ -24,6 +24,7 @@ import json
 import os
 import sqlite3
 from contextlib import closing
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,6 +32,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
+from gaptune.data.engine import Engine, LocalEngine
 from gaptune.data.errors import DataError
 from gaptune.data.llava_format import RowProblem, RowSamples, llava_row
 from gaptune.data.loaders import iter_rows
@@ -116,13 +118,26 @@ def _reject(row: RowProblem | RowSamples, field: str, reason: str) -> dict[str, 
     return {"file": row.file, "row": row.row, "unit": row.unit, "field": field, "reason": reason}
 
 
+class ImageCheckWorker:
+    """The engine's worker for `verify_images`: rows {ref} -> {problem} ("" when the image reads)."""
+
+    def __call__(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{"problem": check_image(row["ref"]) or ""} for row in rows]
+
+
+IMAGE_BATCH = 64
+
+
 def import_pool(source: Path | str, out: Path, *, image_root: Path | None = None, verify_images: bool = True,
-                chunk: int = DEFAULT_CHUNK, progress: bool = True, limit: int | None = None) -> ImportReport:
+                chunk: int = DEFAULT_CHUNK, progress: bool = True, limit: int | None = None,
+                engine: Engine | None = None) -> ImportReport:
     """Import `source` into `out` (created if needed); resumable, idempotent once complete.
 
-    `verify_images` opens each image's header (a corrupt file is a reject, not a crash at training);
-    `limit` stops after that many source rows (a sample of a huge pool; the import is then incomplete).
+    `verify_images` opens each image's header (a corrupt file is a reject, not a crash at training), a chunk of
+    rows at a time on `engine` (default: this process); `limit` stops after that many source rows (a sample of a
+    huge pool; the import is then incomplete). Only this process writes the files.
     """
+    engine = engine or LocalEngine()
     out.mkdir(parents=True, exist_ok=True)
     with closing(_open_state(out, _identity(source))) as db:
         done = _meta(db)
@@ -137,32 +152,38 @@ def import_pool(source: Path | str, out: Path, *, image_root: Path | None = None
             counts = dict(done)
             pending_ids: set[str] = set()
             reasons: dict[str, int] = {}
-            for number, row in enumerate(rows):
-                if number < done["rows"]:
-                    continue  # read before the kill: already in the files
-                if limit is not None and number >= limit:
-                    break
-                _take(db, row, pool, rejects, counts, pending_ids, reasons, verify_images)
-                counts["rows"] += 1
-                bar.update(1)
-                if counts["rows"] % chunk == 0:
-                    _commit(db, pool, rejects, counts, pending_ids, reasons)
-            else:
+            unread = islice(rows, done["rows"], limit)  # rows read before a kill are already in the files
+            while batch := list(islice(unread, chunk - counts["rows"] % chunk)):
+                images = _image_problems(batch, engine) if verify_images else {}
+                for row in batch:
+                    _take(db, row, pool, rejects, counts, pending_ids, reasons, images)
+                counts["rows"] += len(batch)
+                bar.update(len(batch))
+                _commit(db, pool, rejects, counts, pending_ids, reasons)
+            if limit is None or counts["rows"] < limit:
                 counts["complete"] = 1
             _commit(db, pool, rejects, counts, pending_ids, reasons)
             bar.close()
         return _report(db, source, out, resumed_at=done["rows"])
 
 
+def _image_problems(batch: list[RowSamples | RowProblem], engine: Engine) -> dict[str, str]:
+    """Every image of the batch's samples checked on the engine: ref -> why it cannot be read ("" when it can)."""
+    refs = list(dict.fromkeys(ref for row in batch if isinstance(row, RowSamples)
+                              for sample in row.samples for ref in sample.images))
+    checked = engine.map(ImageCheckWorker, {}, ({"ref": ref} for ref in refs), batch_size=IMAGE_BATCH)
+    return {ref: result["problem"] for ref, result in zip(refs, checked, strict=True)}
+
+
 def _take(db: sqlite3.Connection, row: RowSamples | RowProblem, pool: IO[str], rejects: IO[str],
-          counts: dict[str, int], pending_ids: set[str], reasons: dict[str, int], verify_images: bool) -> None:
+          counts: dict[str, int], pending_ids: set[str], reasons: dict[str, int], images: dict[str, str]) -> None:
     """One source row: its samples appended to the pool, or the row to the rejects with the reason."""
     problem: tuple[str, str] | None = None
     if isinstance(row, RowProblem):
         problem = (row.field, row.message)
     else:
         for sample in row.samples:
-            problem = problem or _sample_problem(db, sample, pending_ids, verify_images)
+            problem = problem or _sample_problem(db, sample, pending_ids, images)
     if problem is not None:
         rejects.write(json.dumps(_reject(row, *problem), ensure_ascii=False) + "\n")
         counts["rejected"] += 1
@@ -176,16 +197,14 @@ def _take(db: sqlite3.Connection, row: RowSamples | RowProblem, pool: IO[str], r
 
 
 def _sample_problem(db: sqlite3.Connection, sample: Sample, pending_ids: set[str],
-                    verify_images: bool) -> tuple[str, str] | None:
+                    images: dict[str, str]) -> tuple[str, str] | None:
     if not sample.answer.strip():
         return "answer", "empty answer"
     if sample.id in pending_ids or db.execute("SELECT 1 FROM ids WHERE id = ?", (sample.id,)).fetchone():
         return "id", f"duplicate id {sample.id!r} (the first one is kept)"
-    if verify_images:
-        for k, ref in enumerate(sample.images):
-            why = check_image(ref)
-            if why is not None:
-                return f"image[{k}]", why
+    for k, ref in enumerate(sample.images):
+        if images.get(ref):
+            return f"image[{k}]", images[ref]
     return None
 
 

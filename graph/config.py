@@ -18,6 +18,7 @@ from gaptune.agents.selectors.protocol import SelectorSetup
 from gaptune.agents.selectors.registry import build_selector
 from gaptune.agents.teacher_config import TeacherConfig
 from gaptune.data.cache import cache_dir
+from gaptune.data.engine import EngineConfig
 from gaptune.data.errors import ConfigError
 from gaptune.data.loaders import DuplicateIds
 from gaptune.data.world.world import DEFAULT_POOL_SIZE, DEFAULT_SPLIT_SIZES, TASKS
@@ -103,6 +104,9 @@ class RunConfig(BaseModel):
     selection: str = "error-driven"
     # The strategy's own options (e.g. `ids` of the fixed selection), checked by it.
     selector_options: dict[str, Any] = Field(default_factory=dict)
+    # Where pool-sized batch work runs (embedding the pool, the gradient datastore's features): this process,
+    # or a Ray cluster (`engine.name=ray`, `engine.address`; the optional extra gaptune[ray]).
+    engine: EngineConfig = Field(default_factory=EngineConfig)
     max_rounds: int = Field(default=3, ge=1)
     patience: int = Field(default=2, ge=1)
     min_delta: float = Field(default=0.01, ge=0.0)

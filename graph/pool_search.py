@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 
 from gaptune.agents.selectors.protocol import GradientFeatures, parse_options
+from gaptune.data.engine import Engine, build_engine
 from gaptune.data.errors import ConfigError
 from gaptune.data.sample import Sample
 from gaptune.graph.config import RunConfig
@@ -54,6 +55,11 @@ class PoolSearch:
     def cache_dir(self) -> Path:
         return Path(self.config.cache_dir)
 
+    @cached_property
+    def engine(self) -> Engine:
+        """Where pool-sized work runs (`engine`); joined on first use, so a run that needs none never starts Ray."""
+        return build_engine(self.config.engine)
+
     @property
     def index(self) -> PoolIndex:
         """The pool index, opened (or built, first run only) once; parallel retrieval branches wait for it."""
@@ -75,7 +81,7 @@ class PoolSearch:
             self.console.print(f"indexing the pool ({len(self.data.pool)} samples) into {index_dir}")
             index_pool(self.data.pool.values(), index_dir, chroma=chroma,
                        embedding_model=self.config.retrieval.embedding_model,
-                       skill_descriptions=self.data.skill_vocabulary)
+                       skill_descriptions=self.data.skill_vocabulary, engine=self.engine)
             return PoolIndex.open(index_dir, chroma=chroma)
 
     def gradient_features(self, targets: Sequence[Sample], options: Mapping[str, Any]) -> GradientFeatures:
@@ -87,7 +93,8 @@ class PoolSearch:
         if self._datastore is None:
             self.console.print(f"gradient datastore: {len(self.data.pool)} pool samples (built once, then cached)")
             self._datastore = open_or_build(self.cache_dir / "gradient-datastore", student,
-                                            list(self.data.pool.values()), settings, device=device)
+                                            list(self.data.pool.values()), settings, device=device,
+                                            engine=self.engine)
         store = self._datastore
         return GradientFeatures(pool_ids=store.pool_ids, pool=store.features, target_ids=[s.id for s in targets],
                                 targets=store.target_features(student, targets, settings, device=device))

@@ -29,10 +29,12 @@ from itertools import islice
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from gaptune.data.atomic import write_text_atomic
+from gaptune.data.engine import Engine, LocalEngine, Row
 from gaptune.data.sample import Sample
 from gaptune.tools.bm25_index import BM25Index
 from gaptune.tools.chroma_index import UPSERT_BATCH, ChromaConfig, ChromaIndex
@@ -51,6 +53,8 @@ DEFAULT_RRF_K = 60  # the constant of Cormack et al. (2009), the usual RRF defau
 # ranking does not change with k (RRF over truncated lists depends on the cut).
 MIN_DENSE_DEPTH = 1000
 _INGEST_CHUNK = 2000
+# Documents per embedding call (and per engine batch): the batches, and so the vectors, whatever the engine.
+EMBED_BATCH = 256
 
 
 class Hit(BaseModel):
@@ -100,8 +104,11 @@ def index_pool(
     skill_descriptions: Mapping[str, str] | None = None,
     batch_size: int = UPSERT_BATCH,
     progress: bool = True,
+    engine: Engine | None = None,
 ) -> IndexReport:
-    """Index `samples` into `index_dir` (created if needed); safe to re-run and to resume after a kill."""
+    """Index `samples` into `index_dir` (created if needed); safe to re-run and to resume after a kill.
+
+    `engine` embeds the documents (default: in this process); only this process writes the index."""
     index_dir = Path(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
     chroma = chroma or ChromaConfig()
@@ -121,7 +128,7 @@ def index_pool(
                              "choose another index dir or delete this one")
         groups = db.execute("SELECT gid, document, task, source, skills FROM groups ORDER BY pos").fetchall()
         dense = ChromaIndex(chroma, index_dir / CHROMA_DIR)
-        embedded = _embed_missing(dense, groups, embedding_model, batch_size, progress)
+        embedded = _embed_missing(dense, groups, embedding_model, batch_size, progress, engine or LocalEngine())
         BM25Index.build([g[0] for g in groups], [g[1] for g in groups]).save(index_dir / BM25_DIR)
         skill_counts: dict[str, int] = {}
         for (skills,) in db.execute("SELECT skills FROM samples"):
@@ -195,22 +202,33 @@ def _ingest(db: sqlite3.Connection, samples: Iterable[Sample], descriptions: Map
     return digest.hexdigest(), seen, new, skipped
 
 
+class EmbedWorker:
+    """Documents to vectors (the engine's worker): rows {gid, text} -> {gid, vector}."""
+
+    def __init__(self, model: str) -> None:
+        self.embedder = load_embedder(model)
+
+    def __call__(self, rows: list[Row]) -> list[Row]:
+        vectors = self.embedder.encode([row["text"] for row in rows])
+        return [{"gid": row["gid"], "vector": vector} for row, vector in zip(rows, vectors, strict=True)]
+
+
 def _embed_missing(dense: ChromaIndex, groups: list[tuple[str, str, str, str, str]], model: str,
-                   batch_size: int, progress: bool) -> int:
-    """Embed and store the groups Chroma lacks, `batch_size` (at most Chroma's limit) per upsert: a kill loses
-    at most one upsert's embeddings."""
+                   batch_size: int, progress: bool, engine: Engine) -> int:
+    """Embed the groups Chroma lacks on the engine and store them here, `batch_size` (at most Chroma's limit) per
+    upsert: a kill loses at most one upsert's embeddings."""
     by_id = {g[0]: g for g in groups}
     missing = dense.missing([g[0] for g in groups])
     if not missing:
         return 0
-    embedder = load_embedder(model)
     bar = tqdm(total=len(missing), desc="pool: embed", unit="text", disable=None if progress else True)
     chunk = min(batch_size, dense.max_batch)
-    for start in range(0, len(missing), chunk):
-        batch = [by_id[gid] for gid in missing[start:start + chunk]]
-        vectors = embedder.encode([g[1] for g in batch])
+    rows = ({"gid": gid, "text": by_id[gid][1]} for gid in missing)
+    vectors = engine.map(EmbedWorker, {"model": model}, rows, batch_size=EMBED_BATCH)
+    while embedded := list(islice(vectors, chunk)):
+        batch = [by_id[row["gid"]] for row in embedded]
         metadatas = [{"task": g[2], "source": g[3], "skills": ", ".join(json.loads(g[4]))} for g in batch]
-        dense.add([g[0] for g in batch], metadatas, vectors)
+        dense.add([g[0] for g in batch], metadatas, np.stack([row["vector"] for row in embedded]))
         bar.update(len(batch))
     bar.close()
     return len(missing)

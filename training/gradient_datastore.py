@@ -29,6 +29,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from tqdm import tqdm
 from transformers import TrainerCallback
 
 from gaptune.data.atomic import open_atomic_binary, publish_directory, write_text_atomic
+from gaptune.data.engine import Engine, LocalEngine
 from gaptune.data.sample import Sample
 from gaptune.training.batching import IGNORE_INDEX, training_batch
 from gaptune.training.families import family_of
@@ -113,51 +115,78 @@ def fingerprint(student_path: str | Path, pool_ids: Sequence[str], settings: Dat
 def open_or_build(
     root: Path, student_path: str | Path, pool: Sequence[Sample], settings: DatastoreSettings, *,
     device: str = "cpu", progress: bool = True, on_chunk: Callable[[int], None] | None = None,
+    engine: Engine | None = None,
 ) -> Datastore:
-    """The datastore for (student, pool, settings) under `root`: opened when complete, else built or resumed."""
+    """The datastore for (student, pool, settings) under `root`: opened when complete, else built or resumed.
+
+    The warm-up trains here; the pool's features are computed on `engine` (default: this process) and written
+    here, chunk by chunk."""
     pool_ids = [s.id for s in pool]
     directory = Path(root) / fingerprint(student_path, pool_ids, settings)
     manifest_path = directory / "manifest.json"
     if not manifest_path.exists():
-        _build(directory, student_path, pool, settings, device=device, progress=progress, on_chunk=on_chunk)
+        _build(directory, student_path, pool, settings, device=device, progress=progress, on_chunk=on_chunk,
+               engine=engine)
     manifest = DatastoreManifest.model_validate_json(manifest_path.read_text())
     chunks = [np.load(directory / f"pool-{start:08d}.npy") for start in range(0, len(pool), _CHUNK)]
     return Datastore(directory, manifest, pool_ids, np.concatenate(chunks))
 
 
 def _build(directory: Path, student_path: str | Path, pool: Sequence[Sample], settings: DatastoreSettings, *,
-           device: str, progress: bool, on_chunk: Callable[[int], None] | None) -> None:
+           device: str, progress: bool, on_chunk: Callable[[int], None] | None, engine: Engine | None) -> None:
     warmup = directory / "warmup"
     started = time.perf_counter()
     if not (warmup / "adam.pt").exists():
         _warm_up(warmup, student_path, pool, settings, device)
     warmup_seconds = time.perf_counter() - started
-    model, processor, names = _warm_model(student_path, warmup, settings, device)
-    moments = torch.load(warmup / "adam.pt")
-    projection = _projection(_parameter_count(model, names), settings)
     started = time.perf_counter()
     bar = tqdm(total=len(pool), desc="gradient datastore", unit="sample", disable=None if progress else True)
+    missing = []
     for start in range(0, len(pool), _CHUNK):
-        path = directory / f"pool-{start:08d}.npy"
-        chunk = pool[start:start + _CHUNK]
-        if not path.exists():
-            rows = []
-            for offset in range(0, len(chunk), settings.batch_size):
-                gradients = _per_sample_gradients(model, processor, list(chunk[offset:offset + settings.batch_size]),
-                                                  names)
-                rows.append(_project(_adam_direction(gradients, moments), projection))
-            with open_atomic_binary(path) as stream:
-                np.save(stream, np.concatenate(rows))
-            if on_chunk is not None:
-                on_chunk(start)
-        bar.update(len(chunk))
+        if (directory / f"pool-{start:08d}.npy").exists():
+            bar.update(len(pool[start:start + _CHUNK]))
+        else:
+            missing.append(start)
+    rows = ({"sample": sample.model_dump_json()} for start in missing for sample in pool[start:start + _CHUNK])
+    worker = {"student_path": str(student_path), "warmup": str(warmup), "settings": settings.model_dump(),
+              "device": device}
+    features = (engine or LocalEngine()).map(PoolFeatureWorker, worker, rows, batch_size=settings.batch_size)
+    for start in missing:
+        block = list(islice(features, len(pool[start:start + _CHUNK])))
+        with open_atomic_binary(directory / f"pool-{start:08d}.npy") as stream:
+            np.save(stream, np.stack([row["feature"] for row in block]))
+        if on_chunk is not None:
+            on_chunk(start)
+        bar.update(len(block))
     bar.close()
     warm = json.loads((warmup / "warmup.json").read_text())
-    manifest = DatastoreManifest(fingerprint=directory.name, samples=len(pool), parameters=projection.shape[0],
+    manifest = DatastoreManifest(fingerprint=directory.name, samples=len(pool), parameters=_parameters(warmup),
                                  projection_dim=settings.projection_dim, warmup_samples=warm["samples"],
                                  warmup_steps=warm["steps"], warmup_seconds=warmup_seconds,
                                  feature_seconds=time.perf_counter() - started)
     write_text_atomic(directory / "manifest.json", manifest.model_dump_json(indent=2))
+
+
+class PoolFeatureWorker:
+    """The engine's worker: pool samples (rows {sample: JSON}) -> {feature}, their projected Adam-preconditioned
+    gradients under the warm-up adapter. Built once per process: the warm model, Adam's moments, the projection."""
+
+    def __init__(self, student_path: str, warmup: str, settings: dict[str, Any], device: str) -> None:
+        self.settings = DatastoreSettings.model_validate(settings)
+        self.model, self.processor, self.names = _warm_model(student_path, Path(warmup), self.settings, device)
+        self.moments = torch.load(Path(warmup) / "adam.pt")
+        self.projection = _projection(_parameter_count(self.model, self.names), self.settings)
+
+    def __call__(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        samples = [Sample.model_validate_json(row["sample"]) for row in rows]
+        gradients = _per_sample_gradients(self.model, self.processor, samples, self.names)
+        return [{"feature": feature} for feature in _project(_adam_direction(gradients, self.moments), self.projection)]
+
+
+def _parameters(warmup: Path) -> int:
+    """The warm-up adapter's trainable parameter count (the projection's input size), read from its moments."""
+    moments: dict[str, dict[str, torch.Tensor]] = torch.load(warmup / "adam.pt")
+    return sum(m["exp_avg"].numel() for m in moments.values())
 
 
 def _lora(settings: DatastoreSettings) -> Any:
