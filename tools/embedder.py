@@ -91,8 +91,11 @@ class StaticEmbedder:
     def encode(self, texts: Sequence[str], *, batch_size: int = 1024, progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._model.encode(list(texts), batch_size=batch_size, show_progress_bar=progress)
-        return np.asarray(vectors, dtype=np.float32)
+        vectors = np.asarray(self._model.encode(list(texts), batch_size=batch_size, show_progress_bar=progress),
+                             dtype=np.float32)
+        # model2vec normalises in its weights' precision (float16 after distillation): renormalise in float32
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms > 0, norms, 1.0)
 
 
 def static_model_dir(base: str) -> Path:

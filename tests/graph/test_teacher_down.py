@@ -58,6 +58,8 @@ def test_a_teacher_killed_mid_run_is_exit_2_and_resuming_after_a_restart_matches
     killer.start()
     result = _invoke("run", *_args(run_dir, cache_dir, tiny_student, server.base_url))
     killer.join(timeout=5)
+    # the server stops accepting only when its loop next polls (up to 0.5 s), so it may answer a few more
+    answered = len(server.requests)
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -73,7 +75,8 @@ def test_a_teacher_killed_mid_run_is_exit_2_and_resuming_after_a_restart_matches
         assert "retrying" in resumed.stdout and "failed critiques of round 1" in resumed.stdout
         assert restarted.model_list_requests == 1  # the server check ran before resuming
         retried = len(restarted.requests)
-    assert 2 <= critiques - retried <= 3  # only the failed cases were sent again (the third may have been in flight)
+    # only the failed cases were sent again: every answered one but the one in flight at the kill, if any
+    assert critiques - retried >= 2 and answered - 1 <= critiques - retried <= answered
     got, want = _metrics(run_dir), _metrics(reference)
     assert got["used"] == want["used"] and got["stop_reason"] == want["stop_reason"]
     for mine, theirs in zip(got["rounds"], want["rounds"], strict=True):
