@@ -16,12 +16,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gaptune.data.records import Selection, SelectionItem
 from gaptune.tools.chroma_index import ChromaConfig
 from gaptune.tools.embedder import DEFAULT_EMBEDDING_MODEL
-from gaptune.tools.pool_index import DEFAULT_RRF_K, Method, PoolIndex
+from gaptune.tools.pool_index import DEFAULT_RRF_K, Method, PoolIndex, check_where
 
 _MAX_WORKERS = 8
 Query = Literal["skill", "step-text"]
@@ -40,6 +40,15 @@ class RetrievalConfig(BaseModel):
     oversample: float = Field(default=2.0, ge=1.0)
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     chroma: ChromaConfig = Field(default_factory=ChromaConfig)
+    # Only pool samples whose fields have one of these values, e.g. {source: [llava-665k]}; fields: task, source.
+    # Runs inside Chroma's search (and on BM25's matches), so a narrow filter still fills its quota.
+    where: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("where")
+    @classmethod
+    def _known_fields(cls, where: dict[str, list[str]]) -> dict[str, list[str]]:
+        check_where(where)
+        return where
 
 
 def split_budget(profile: Mapping[str, int], budget: int) -> dict[str, int]:
@@ -79,7 +88,7 @@ def search_gap(index: PoolIndex, gap: str, quota: int, excluded: Iterable[str] =
     config = config or RetrievalConfig()
     query = gap_query(gap, index.skill_vocabulary())
     hits = index.query(query, depth or math.ceil(quota * config.oversample), config.method, set(excluded),
-                       rrf_k=config.rrf_k, oversample=config.oversample)
+                       rrf_k=config.rrf_k, oversample=config.oversample, where=config.where or None)
     return [SelectionItem(sample_id=hit.sample_id, gap=gap, query=query, method=hit.method, score=hit.score, rank=hit.rank)
             for hit in hits]
 

@@ -7,7 +7,7 @@ the model is the packaged offline one and each distinct text is embedded once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -70,12 +70,14 @@ class ChromaIndex:
             self._collection.upsert(ids=list(ids[start:end]), metadatas=list(metadatas[start:end]),
                                     embeddings=embeddings[start:end])
 
-    def nearest(self, embedding: np.ndarray, n: int) -> list[tuple[str, float]]:
-        """The `n` nearest groups as (group id, cosine similarity), best first."""
+    def nearest(self, embedding: np.ndarray, n: int, where: Mapping[str, Any] | None = None) -> list[tuple[str, float]]:
+        """The `n` nearest groups as (group id, cosine similarity), best first; `where`: a Chroma metadata filter,
+        applied inside Chroma's search (so `n` matching groups come back when there are that many)."""
         n = min(n, self.count())
         if n <= 0:
             return []
-        result = self._collection.query(query_embeddings=embedding[None, :], n_results=n, include=["distances"])
+        result = self._collection.query(query_embeddings=embedding[None, :], n_results=n, include=["distances"],
+                                        where=dict(where) if where else None)
         return [(gid, 1.0 - float(dist)) for gid, dist in zip(result["ids"][0], result["distances"][0], strict=True)]
 
 

@@ -23,11 +23,11 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from itertools import islice
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -43,6 +43,24 @@ from gaptune.tools.pool_documents import document_text, group_id
 
 Method = Literal["bm25", "dense", "fused"]
 METHODS: tuple[str, ...] = ("bm25", "dense", "fused")
+# A metadata filter: field -> the values a sample may have (`retrieval.where`); the fields every index records.
+Where = Mapping[str, Sequence[str]]
+FILTER_FIELDS: tuple[str, ...] = ("task", "source")
+
+
+def check_where(where: Where) -> None:
+    """A filter names only recorded fields, each with at least one value."""
+    for field, values in where.items():
+        if field not in FILTER_FIELDS:
+            raise ValueError(f"retrieval.where: unknown field {field!r}; filterable fields: {', '.join(FILTER_FIELDS)}")
+        if not values:
+            raise ValueError(f"retrieval.where.{field}: name at least one value")
+
+
+def chroma_where(where: Where) -> dict[str, Any] | None:
+    """The filter in Chroma's syntax: each field's values with $in, the fields joined with $and."""
+    clauses = [{field: {"$in": list(values)}} for field, values in sorted(where.items())]
+    return None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
 MANIFEST = "manifest.json"
 DATABASE = "samples.sqlite"
 BM25_DIR = "bm25"
@@ -262,6 +280,7 @@ class PoolIndex:
         self._members = members
         self._skills = skills
         self._group = {sample_id: gid for gid, ids in members.items() for sample_id in ids}
+        self._allowed: dict[str, frozenset[str]] = {}  # a filter's groups, read from the index's database once
 
     @classmethod
     def open(cls, index_dir: Path, *, chroma: ChromaConfig | None = None) -> PoolIndex:
@@ -301,25 +320,28 @@ class PoolIndex:
         return {skill: self.manifest.skill_descriptions.get(skill, "") for skill in self.manifest.skills}
 
     def query(self, text: str, k: int, method: Method = "fused", exclude: Iterable[str] = (), *,
-              rrf_k: int = DEFAULT_RRF_K, oversample: float = 2.0) -> list[Hit]:
-        """The best `k` samples for `text` outside `exclude` (fewer only when the ranking runs out)."""
+              rrf_k: int = DEFAULT_RRF_K, oversample: float = 2.0, where: Where | None = None) -> list[Hit]:
+        """The best `k` samples for `text` outside `exclude` and inside `where` (fewer only when the ranking runs
+        out). The filter runs inside Chroma's search for the dense ranking and on BM25's matches."""
         if method not in METHODS:
             raise ValueError(f"unknown retrieval method {method!r}; expected one of {', '.join(METHODS)}")
         if k <= 0:
             return []
         excluded = frozenset(exclude)
-        total = self.manifest.groups
+        total = len(self.allowed_groups(where)) if where else self.manifest.groups
         depth = min(total, max(int(k * oversample), k, MIN_DENSE_DEPTH))
         lexical = self._lexical.ranked(text) if method == "bm25" else None
+        if lexical is not None and where:
+            lexical = self._within(lexical, where)
         while True:
-            ranked = self.ranked_groups(text, method, depth, lexical=lexical, rrf_k=rrf_k)
+            ranked = self.ranked_groups(text, method, depth, lexical=lexical, rrf_k=rrf_k, where=where)
             hits = self._expand(ranked, k, excluded, method)
             if len(hits) == k or method == "bm25" or depth >= total:
                 return hits
             depth = min(total, depth * 4)
 
     def ranked_groups(self, text: str, method: Method, depth: int, *, lexical: list[tuple[str, float]] | None = None,
-                      rrf_k: int = DEFAULT_RRF_K) -> list[tuple[str, float]]:
+                      rrf_k: int = DEFAULT_RRF_K, where: Where | None = None) -> list[tuple[str, float]]:
         """Groups as (group id, score), best first: every BM25 match, the `depth` nearest, or their RRF.
 
         Fused score = sum over the two rankings, each `depth` deep, of 1 / (rrf_k + rank); a group
@@ -327,10 +349,15 @@ class PoolIndex:
         on 100,000 distinct documents; ranks past `depth` add under 1 / (rrf_k + depth) each.)
         """
         if lexical is None:
-            lexical = self._lexical.ranked(text, None if method == "bm25" else depth) if method != "dense" else []
+            # filtered, BM25 ranks every match: the best `depth` of them may all lie outside the filter
+            lexical = [] if method == "dense" else self._lexical.ranked(
+                text, None if method == "bm25" or where else depth)
+            if where:
+                lexical = self._within(lexical, where)[:None if method == "bm25" else depth]
         if method == "bm25":
             return lexical
-        dense = self._dense.nearest(load_embedder(self.manifest.embedding_model).encode([text])[0], depth)
+        dense = self._dense.nearest(load_embedder(self.manifest.embedding_model).encode([text])[0], depth,
+                                    where=chroma_where(where) if where else None)
         if method == "dense":
             return dense
         fused: dict[str, float] = {}
@@ -338,6 +365,22 @@ class PoolIndex:
             for rank, (gid, _) in enumerate(ranking, start=1):
                 fused[gid] = fused.get(gid, 0.0) + 1.0 / (rrf_k + rank)
         return sorted(fused.items(), key=lambda item: -item[1])
+
+    def allowed_groups(self, where: Where) -> frozenset[str]:
+        """The groups whose samples match `where` (each field one of its values)."""
+        check_where(where)
+        key = json.dumps({field: sorted(values) for field, values in sorted(where.items())})
+        if key not in self._allowed:
+            clauses = " AND ".join(f"{field} IN ({','.join('?' * len(values))})" for field, values in sorted(where.items()))
+            parameters = [value for _, values in sorted(where.items()) for value in values]
+            with closing(sqlite3.connect(self.index_dir / DATABASE)) as db:
+                self._allowed[key] = frozenset(gid for (gid,) in db.execute(
+                    f"SELECT gid FROM groups WHERE {clauses}", parameters))  # fields: checked names only
+        return self._allowed[key]
+
+    def _within(self, ranking: list[tuple[str, float]], where: Where) -> list[tuple[str, float]]:
+        allowed = self.allowed_groups(where)
+        return [(gid, score) for gid, score in ranking if gid in allowed]
 
     def _expand(self, ranked: list[tuple[str, float]], k: int, excluded: frozenset[str], method: str) -> list[Hit]:
         hits: list[Hit] = []

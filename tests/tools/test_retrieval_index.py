@@ -101,6 +101,48 @@ def test_unknown_method_is_named(index: PoolIndex) -> None:
         index.query(COUNTING, 3, "sparse")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("method", ["bm25", "dense", "fused"])
+def test_a_metadata_filter_keeps_every_hit_inside_it_and_still_fills_k(index: PoolIndex, method: str) -> None:
+    samples = {s.id: s for s in pool(0, POOL_SIZE)}
+    rare = ["count-colour", "count-shape"]  # 6 of the 300 samples
+    inside = sorted(i for i, s in samples.items() if s.task in rare)
+    # a query about something else: without the filter none of these tasks would rank near the top
+    hits = index.query("which object is the biggest one", 10, method, where={"task": rare})  # type: ignore[arg-type]
+    found = sorted(hit.sample_id for hit in hits)
+    if method == "bm25":  # BM25 ranks only the documents sharing a word with the query
+        assert found and set(found) <= set(inside)
+    else:
+        assert found == inside, "the whole filtered pool, as it holds fewer than k"
+    unfiltered = [hit.sample_id for hit in index.query("which object is the biggest one", 10, method)]  # type: ignore[arg-type]
+    assert not set(unfiltered) & set(inside)
+    both = index.query(COUNTING, 4, method, where={"task": rare, "source": ["world:pool"]})  # type: ignore[arg-type]
+    assert len(both) == 4 and all(samples[h.sample_id].task in rare for h in both)
+    assert index.query(COUNTING, 4, method, where={"source": ["elsewhere"]}) == []  # type: ignore[arg-type]
+
+
+def test_the_dense_filter_runs_inside_chroma(index: PoolIndex) -> None:
+    from gaptune.tools.embedder import load_embedder
+    from gaptune.tools.pool_index import chroma_where
+
+    vector = load_embedder(index.manifest.embedding_model).encode(["which object is the biggest one"])[0]
+    where = {"task": ["count-colour", "count-shape"]}
+    nearest = index._dense.nearest(vector, 6, where=chroma_where(where))
+    assert {gid for gid, _ in nearest} == index.allowed_groups(where) and len(nearest) == len(index.allowed_groups(where))
+    assert chroma_where({"task": ["a"], "source": ["b"]}) == {"$and": [{"source": {"$in": ["b"]}},
+                                                                        {"task": {"$in": ["a"]}}]}
+
+
+def test_the_retriever_honours_retrieval_where_and_an_unknown_field_is_named(index: PoolIndex) -> None:
+    config = RetrievalConfig(where={"task": ["count-colour", "count-shape", "more-shapes"]})
+    selection = retrieve(index, {"counting": 2, "colour": 1}, 9, set(), config)
+    tasks = {s.id: s.task for s in pool(0, POOL_SIZE)}
+    assert selection.sample_ids and {tasks[i] for i in selection.sample_ids} <= set(config.where["task"])
+    with pytest.raises(ValueError, match="unknown field 'skill'; filterable fields: task, source"):
+        RetrievalConfig(where={"skill": ["counting"]})
+    with pytest.raises(ValueError, match="where.task: name at least one value"):
+        RetrievalConfig(where={"task": []})
+
+
 def test_retriever_splits_dedupes_excludes_and_records_why(index: PoolIndex) -> None:
     used = {hit.sample_id for hit in index.query(COUNTING, 3, "fused")}
     profile = {"counting": 6, "comparison": 3, "colour": 1}
