@@ -50,9 +50,12 @@ class ChromaIndex:
         self._collection = client.get_or_create_collection(
             config.collection, embedding_function=None, metadata={"hnsw:space": "cosine"},
         )
+        self._count: int | None = None  # Chroma counts in ~110 ms at 1M vectors: once, then after each add
 
     def count(self) -> int:
-        return int(self._collection.count())
+        if self._count is None:
+            self._count = int(self._collection.count())
+        return self._count
 
     def missing(self, ids: Sequence[str]) -> list[str]:
         """Those of `ids` not yet in the collection, in the given order (what a resumed indexing still owes)."""
@@ -69,6 +72,7 @@ class ChromaIndex:
             end = start + self.max_batch
             self._collection.upsert(ids=list(ids[start:end]), metadatas=list(metadatas[start:end]),
                                     embeddings=embeddings[start:end])
+        self._count = None
 
     def nearest(self, embedding: np.ndarray, n: int, where: Mapping[str, Any] | None = None) -> list[tuple[str, float]]:
         """The `n` nearest groups as (group id, cosine similarity), best first; `where`: a Chroma metadata filter,

@@ -214,3 +214,16 @@ def test_a_bm25_ranking_cut_at_a_depth_is_the_prefix_of_the_whole_one(depth: int
     whole = lexical.ranked("red counting")
     assert len(whole) == 4 and lexical.ranked("red counting", depth) == whole[:depth]
     assert [gid for gid, _ in whole][-2:] == ["d1", "d2"], "ties keep index order"
+
+
+def test_the_collection_count_is_read_once_and_follows_each_add(tmp_path: Path) -> None:
+    import numpy as np
+
+    store = ChromaIndex(ChromaConfig(), tmp_path)
+    vectors = np.eye(4, dtype=np.float32)
+    store.add(["a", "b", "c"], [{"task": "t"}] * 3, vectors[:3])
+    assert store.count() == 3
+    store._collection.delete(ids=["a", "b"])  # behind its back: the cached count stands until the next add
+    assert store.count() == 3
+    store.add(["d"], [{"task": "t"}], vectors[3:])
+    assert store.count() == 2 and next(gid for gid, _ in store.nearest(vectors[3], 10)) == "d"
