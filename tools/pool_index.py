@@ -61,6 +61,8 @@ def chroma_where(where: Where) -> dict[str, Any] | None:
     """The filter in Chroma's syntax: each field's values with $in, the fields joined with $and."""
     clauses = [{field: {"$in": list(values)}} for field, values in sorted(where.items())]
     return None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
 MANIFEST = "manifest.json"
 DATABASE = "samples.sqlite"
 BM25_DIR = "bm25"
