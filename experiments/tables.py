@@ -1,4 +1,5 @@
-"""The markdown and CSV a spec's finished runs are written as: results.csv, table.md, composition.md, students.md."""
+"""The markdown and CSV a spec's finished runs are written as: results.csv, table.md, composition.md, contrasts.md,
+localisation.md, students.md."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from gaptune.data.sample import Sample
 from gaptune.data.world.families import POOL_FAMILIES
 from gaptune.data.world.world import world_sample
 from gaptune.experiments.contrasts import contrasts_markdown
+from gaptune.experiments.localisation import collect_localisation, localisation_markdown
 from gaptune.experiments.plot import plot
 from gaptune.experiments.results import Finished, collect, composition
 from gaptune.experiments.spec import REFERENCE_ARM, TEMPLATE_FAMILY, EfficiencySpec
@@ -175,6 +177,9 @@ def write_outputs(spec: EfficiencySpec, out: Path, *, wall_s: float | None = Non
     write_text_atomic(out / "composition.md", composition_markdown(spec, rows) if rows else "no finished run yet\n")
     if spec.contrasts:
         write_text_atomic(out / "contrasts.md", contrasts_markdown(spec, rows))
+    localised = collect_localisation(spec, out)
+    if localised:
+        write_text_atomic(out / "localisation.md", localisation_markdown(localised))
     if rows:
         plot(spec, rows, out / "efficiency.png")
     return rows
