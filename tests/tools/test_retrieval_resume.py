@@ -22,6 +22,9 @@ from gaptune.tools.pool_index import MANIFEST, PoolIndex, index_pool
 pytestmark = pytest.mark.slow  # kills and restarts indexing processes
 
 POOL_SIZE = 120
+# The killed child's pool: about 540 groups, 4 s of embedding on 2 idle cores, so it cannot finish in the 0.2 s
+# between polls (120 samples could, and once did: the child wrote its manifest before the kill landed).
+KILLED_POOL_SIZE = 1000
 
 
 class Killed(Exception):
@@ -80,7 +83,7 @@ def test_a_real_sigkill_mid_indexing_resumes(tmp_path: Path) -> None:
         "from gaptune.data.world.world import pool\n"
         "from gaptune.data.world.families import SKILL_DESCRIPTIONS\n"
         "from gaptune.tools.pool_index import index_pool\n"
-        f"index_pool(pool(0, {POOL_SIZE}), Path(sys.argv[1]), skill_descriptions=SKILL_DESCRIPTIONS,"
+        f"index_pool(pool(0, {KILLED_POOL_SIZE}), Path(sys.argv[1]), skill_descriptions=SKILL_DESCRIPTIONS,"
         " batch_size=8, progress=False)\n"
     )
     child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stderr=subprocess.DEVNULL)
@@ -95,8 +98,8 @@ def test_a_real_sigkill_mid_indexing_resumes(tmp_path: Path) -> None:
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     assert chroma_dir.exists() and not (tmp_path / MANIFEST).exists()
-    report = index_pool(pool(0, POOL_SIZE), tmp_path, skill_descriptions=SKILL_DESCRIPTIONS, progress=False)
-    assert report.manifest.samples == POOL_SIZE
+    report = index_pool(pool(0, KILLED_POOL_SIZE), tmp_path, skill_descriptions=SKILL_DESCRIPTIONS, progress=False)
+    assert report.manifest.samples == KILLED_POOL_SIZE
     assert 0 < report.embedded_groups < report.manifest.groups
     manifest = json.loads((tmp_path / MANIFEST).read_text())
     assert manifest["groups"] == PoolIndex.open(tmp_path).manifest.groups
