@@ -17,7 +17,6 @@ from pathlib import Path
 from pydantic import BaseModel
 from rich.console import Console
 
-from gaptune.agents.gap_profile import true_skill
 from gaptune.agents.reference_critic import first_wrong_step
 from gaptune.data.attempt import Attempt
 from gaptune.data.sample import Sample
@@ -29,7 +28,8 @@ from gaptune.graph.run_dir import RunDir
 from gaptune.graph.trace import Trace, read_trace
 from gaptune.training.answer_parsing import parse_output
 
-ANSWER = "answer"  # the blamed "step" when a critic blames the final answer, every step being right
+ONLY_ANSWER = "answer only"  # every step matched the gold rationale, the answer did not
+NO_SWITCH = "no step"  # a teacher that located no wrong step
 
 
 class Localisation(BaseModel):
@@ -47,12 +47,12 @@ class Localisation(BaseModel):
         return self.located / self.cases if self.cases else 0.0
 
 
-def _step_skill(sample: Sample, step: int | None) -> str:
-    if step is None:
-        return "(none)"
-    if step >= len(sample.steps or []):
-        return ANSWER
-    return true_skill(sample, step) or "(unlabelled)"
+def blamed_skill(sample: Sample, index: int | None) -> str:
+    """The gold skill of step `index` of `sample`'s rationale, or which of the two non-steps it is."""
+    gold = sample.steps or []
+    if index is None:
+        return NO_SWITCH
+    return gold[index].skill if index < len(gold) else ONLY_ANSWER
 
 
 def score_critiques(cell: Cell, probe: dict[str, Sample], critiques: list[CritiqueEvent]) -> list[Localisation]:
@@ -69,8 +69,8 @@ def score_critiques(cell: Cell, probe: dict[str, Sample], critiques: list[Critiq
     return [
         Localisation(
             cell=cell, critic=critic, cases=len(scored), located=sum(blamed == true for blamed, true, _ in scored),
-            truth=dict(Counter(_step_skill(sample, true) for _, true, sample in scored).most_common()),
-            blamed=dict(Counter(_step_skill(sample, blamed) for blamed, _, sample in scored).most_common()),
+            truth=dict(Counter(blamed_skill(sample, true) for _, true, sample in scored).most_common()),
+            blamed=dict(Counter(blamed_skill(sample, blamed) for blamed, _, sample in scored).most_common()),
         )
         for critic, scored in sorted(by_critic.items())
     ]
@@ -112,7 +112,7 @@ def localisation_markdown(rows: list[Localisation]) -> str:
     and what it blamed against what was wrong."""
     lines = ["How often each critic blamed the true first wrong step (the first step where the student's rationale "
              "leaves the gold one) in the wrong probe cases it read; seeds pooled, then each seed's own rate. "
-             f"`{ANSWER}`: every step right, the final answer wrong.", "",
+             f"`{ONLY_ANSWER}`: every step right, the final answer wrong.", "",
              "| student | critic | seeds | cases | localised | per seed | true first wrong step | blamed step |",
              "|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple[str, str], list[Localisation]] = defaultdict(list)

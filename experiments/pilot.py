@@ -32,6 +32,7 @@ from gaptune.data.attempt import Attempt
 from gaptune.data.errors import ConfigError
 from gaptune.data.sample import Sample
 from gaptune.data.world.world import DRAW_STRIDE, TASK_VERSIONS, TASKS, pool, task_split
+from gaptune.experiments.localisation import blamed_skill
 from gaptune.experiments.runner import world_teacher
 from gaptune.experiments.spec import TeacherRecipe
 from gaptune.graph.config import RunConfig, load_config
@@ -42,8 +43,6 @@ from gaptune.training.lora_trainer import load_adapted
 from gaptune.training.teacher_forcing import ANSWER_STEP, forced_step_correct
 from gaptune.training.tiny_student import build_tiny_student
 
-ONLY_ANSWER = "answer only"  # every step matched the gold rationale, the answer did not
-NO_SWITCH = "no step"  # a teacher that located no wrong step
 # Pool families whose accuracy says whether a student has each skill outside the target's format.
 SKILL_FAMILIES = ("find-big", "size-at", "colour-at", "count-colour", "count-shape")
 SKILL_FAMILY_SAMPLES = 50
@@ -163,13 +162,6 @@ class Criterion(BaseModel):
     held: bool
 
 
-def _blamed_skill(sample: Sample, index: int | None) -> str:
-    gold = sample.steps or []
-    if index is None:
-        return NO_SWITCH
-    return gold[index].skill if index < len(gold) else ONLY_ANSWER
-
-
 def _skill_family_samples(version: str) -> list[Sample]:
     wanted = Counter[str]()
     chosen: list[Sample] = []
@@ -204,12 +196,12 @@ def pilot_student(spec: CrossoverSpec, student: str, *, console: Console, extra:
     by_id = {s.id: s for s in probe}
     wrong = [a for a in evaluation.attempts if not a.correct]
     true_steps = [first_wrong_step(by_id[a.sample_id], a) for a in wrong]
-    truth = Counter(_blamed_skill(by_id[a.sample_id], step) for a, step in zip(wrong, true_steps, strict=True))
+    truth = Counter(blamed_skill(by_id[a.sample_id], step) for a, step in zip(wrong, true_steps, strict=True))
     by_teacher: dict[str, dict[str, int]] = {}
     localised: dict[str, float] = {}
     for critic in pilot_critics(config, teacher):
         steps = [_located(critic, by_id[a.sample_id], a) for a in wrong]
-        located = Counter(_blamed_skill(by_id[a.sample_id], step) for a, step in zip(wrong, steps, strict=True))
+        located = Counter(blamed_skill(by_id[a.sample_id], step) for a, step in zip(wrong, steps, strict=True))
         by_teacher[critic.name] = dict(located.most_common())
         hits = sum(step == true for step, true in zip(steps, true_steps, strict=True))
         localised[critic.name] = hits / len(wrong) if wrong else 0.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from gaptune.data.records import Critique
 from gaptune.data.sample import Sample, format_reasoning
 from gaptune.data.world.world import task_split
-from gaptune.experiments.localisation import ANSWER, localisation_markdown, score_critiques
+from gaptune.experiments.localisation import ONLY_ANSWER, localisation_markdown, score_critiques
 from gaptune.experiments.spec import Cell
 from gaptune.graph.events import CritiqueEvent, CritiqueInputs
 
@@ -38,11 +38,11 @@ def test_a_critique_is_located_only_where_it_blames_the_first_step_that_leaves_t
     ]
     world, reader = sorted(score_critiques(cell, {s.id: s for s in probe}, events), key=lambda r: r.critic != "world")
     assert (world.critic, world.cases, world.located) == ("world", 3, 2)
-    assert world.truth == {"colour": 2, ANSWER: 1}
-    assert world.blamed == {"colour": 1, "counting": 1, ANSWER: 1}
+    assert world.truth == {"colour": 2, ONLY_ANSWER: 1}
+    assert world.blamed == {"colour": 1, "counting": 1, ONLY_ANSWER: 1}
     assert (reader.cases, reader.located, reader.rate) == (1, 1, 1.0)
 
     table = localisation_markdown([world, reader, world.model_copy(update={
         "cell": cell.model_copy(update={"seed": 4}), "located": 0})])
-    assert "| s | world | 2 | 6 | 33% | 3: 67%, 4: 0% | colour 67%, answer 33% |" in table
+    assert "| s | world | 2 | 6 | 33% | 3: 67%, 4: 0% | colour 67%, answer only 33% |" in table
     assert "| s | reader | 1 | 1 | 100% | 3: 100% |" in table
