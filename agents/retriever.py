@@ -33,9 +33,11 @@ class RetrievalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Method = "fused"
-    # skill: one query per gap label (the method); step-text: the student's wrong step
-    # as written is the query (ablation: retrieval without skill analysis).
-    query: Query = "skill"
+    # step-text: the student's wrong step as written is the query; skill: one query per classified gap
+    # label. step-text was chosen on val of the crossover table (mean 0.476 v 0.470 over its two
+    # students, 5 seeds; docs/crossover.md), as registered there; the first world's default loop
+    # leaned the other way on val (0.925 v 0.933), both inside seed noise.
+    query: Query = "step-text"
     rrf_k: int = Field(default=DEFAULT_RRF_K, ge=1)
     oversample: float = Field(default=2.0, ge=1.0)
     embedding_model: str = DEFAULT_EMBEDDING_MODEL

@@ -35,17 +35,22 @@ from gaptune.training.config import MixName
 # Each arm is a set of config overrides on top of the cell's own: every selection strategy of the
 # registry is an arm of its own name, and these variants are arms too; `swap` and `no-template`
 # get their inputs from the spec (see `_arm_overrides`).
+# `error-driven` and `task-skills` query by skill label, as in every table so far; `step-query` and `task-steps` by
+# step text (the run default since the crossover table chose it on val).
+SKILL = "retrieval.query=skill"
 ARMS: dict[str, list[str]] = {
     **{name: [f"selection={name}"] for name in strategies()},
-    "oracle": ["selection=error-driven", "teacher.critics=[{backend: reference}]"],
-    "random-step": ["selection=error-driven", "teacher.critics=[{backend: reader, locate: random}]"],
+    "error-driven": ["selection=error-driven", SKILL],
+    "task-skills": ["selection=task-skills", SKILL],
+    "oracle": ["selection=error-driven", SKILL, "teacher.critics=[{backend: reference}]"],
+    "random-step": ["selection=error-driven", SKILL, "teacher.critics=[{backend: reader, locate: random}]"],
     "step-query": ["selection=error-driven", "retrieval.query=step-text"],
     "task-steps": ["selection=task-skills", "retrieval.query=step-text"],
     "swap": ["selection=fixed"],
-    "no-template": ["selection=error-driven"],
+    "no-template": ["selection=error-driven", SKILL],
     # error-driven with the label-aware reader critic (it diffs the student's steps with the gold ones), for a spec
     # whose headline critic is another (its `teacher`)
-    "reader": ["selection=error-driven", "teacher.critics=[{backend: reader}]"],
+    "reader": ["selection=error-driven", SKILL, "teacher.critics=[{backend: reader}]"],
     # the budget split evenly over the spec's `static_split` skills, errors ignored
     "static-50-50": ["selection=skill-mix"],
 }

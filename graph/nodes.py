@@ -20,7 +20,6 @@ from gaptune.agents.gap_profile import diagnosis_score, true_skill
 from gaptune.agents.judge import decide
 from gaptune.agents.llm.errors import TeacherError
 from gaptune.agents.retriever import merge_gaps, search_gap, split_budget
-from gaptune.agents.selectors.error_driven import error_profile
 from gaptune.agents.selectors.protocol import GapEvidence, GapSelector, PoolSelector
 from gaptune.agents.teacher_health import CaseFault, check_round
 from gaptune.data.records import Critique, Selection, Usage, usage_totals
@@ -184,7 +183,8 @@ def classify(state: LoopState, runtime: Context) -> ClassifyUpdate:
     evidence = GapEvidence(query=res.config.retrieval.query, error_gaps=result.counts, target=res.data.splits["probe"],
                            wrong_steps=[(attempts[c.sample_id], c.wrong_step) for c in critiques])
     selector = res.selector
-    gaps, source = selector.gap_profile(evidence) if isinstance(selector, GapSelector) else error_profile(evidence)
+    # pool selectors do not retrieve by gaps; theirs record what the errors were, as skill labels
+    gaps, source = selector.gap_profile(evidence) if isinstance(selector, GapSelector) else (dict(result.counts), "errors")
     res.trace.record(ev.ClassifyEvent(
         event_id=f"r{round_}/classify", round=round_, agent="teacher",
         inputs=ev.ClassifyInputs(critiques=[c.sample_id for c in critiques]),

@@ -82,7 +82,9 @@ def test_ci_sized_table_is_written_and_a_rerun_skips_finished_runs(tmp_path: Pat
     driven = next(r for r in rows if r["arm"] == "error-driven")
     assert int(driven["diagnosis_total"]) > 0 and int(driven["diagnosis_matched"]) <= int(driven["diagnosis_total"])
     sources = {arm: next(e for e in read_trace(out / f"runs/a/b40/{arm}/s0/trace.jsonl")
-                         if isinstance(e, ClassifyEvent)).output for arm in ("step-query", "task-steps")}
+                         if isinstance(e, ClassifyEvent)).output for arm in ("error-driven", "step-query", "task-steps")}
+    # error-driven keeps its skill-label meaning under the step-text default; step-query queries by the step texts
+    assert sources["error-driven"].source == "errors" and not any(" = " in gap for gap in sources["error-driven"].gaps)
     assert sources["step-query"].source.startswith("wrong step texts")
     assert sources["task-steps"].source.startswith("target gold step texts")
     assert any(gap.startswith("count ") for gap in sources["task-steps"].gaps)

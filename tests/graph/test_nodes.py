@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -84,8 +85,12 @@ def test_critique_then_judge_keep_one_verdict_per_case_with_its_true_label(res: 
 
 
 def test_classify_maps_skills_scores_diagnosis_and_the_static_arm_ignores_errors(tmp_path: Path, cache_dir: Path) -> None:
-    for selection, expected_source in (("error-driven", "errors"), ("task-skills", "target gold skills")):
-        res = _resources(tmp_path / selection, cache_dir, f"selection={selection}")
+    # (selection, its overrides, the gap profile's source): the default queries by wrong step text, `skill` by label;
+    # a pool selector (random) retrieves by no gap, and records what the errors were as skill labels
+    arms = (("error-driven", ["retrieval.query=skill"], "errors"), ("error-driven", [], "wrong step texts"),
+            ("random", [], "errors"), ("task-skills", ["retrieval.query=skill"], "target gold skills (static, errors ignored)"))
+    for number, (selection, extra, expected_source) in enumerate(arms):
+        res = _resources(tmp_path / str(number), cache_dir, f"selection={selection}", *extra)
         attempts = _wrong_attempts(res, 1)
         critiques = [JudgedCritique(critique=Critique(sample_id=a.sample_id, teacher="t", method="m", wrong_step=0,
                                                       missing_skill="Counting."),
@@ -95,9 +100,12 @@ def test_classify_maps_skills_scores_diagnosis_and_the_static_arm_ignores_errors
         assert update["gap_of_skill"] == {"Counting.": "counting"}
         assert update["diagnosis"] == {"matched": len(attempts), "total": len(attempts)}
         event = next(e for e in read_trace(res.run.trace) if isinstance(e, ClassifyEvent))
-        assert event.node == "classify" and event.output.source.startswith(expected_source)
-        if selection == "error-driven":
+        assert event.node == "classify" and event.output.source == expected_source
+        if expected_source == "errors":
             assert update["gaps"] == {"counting": len(attempts)}
+        elif expected_source == "wrong step texts":
+            # each gap is the wrong first step exactly as the student wrote it
+            assert update["gaps"] == dict(Counter(a.steps[0] for a in attempts))
         else:
             assert set(update["gaps"]) >= {"counting", "comparison"}
 
