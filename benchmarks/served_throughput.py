@@ -11,16 +11,13 @@ Start the server first (its own venv; see docs/training.md), then point --base-u
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from gaptune.data.world.world import task_split
-from gaptune.graph.config import load_config
+from side_by_side import compare, student_and_samples
+
 from gaptune.training.config import StudentServerConfig
 from gaptune.training.evaluate import generate_outputs
 from gaptune.training.served import ServedStudent
-from gaptune.training.student import load_student
-from gaptune.training.tiny_student import build_tiny_student
 
 
 def main() -> None:
@@ -32,28 +29,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight to the server")
     parser.add_argument("--student", type=Path, default=None)
     args = parser.parse_args()
-    config = load_config()
-    student = args.student or build_tiny_student(Path(config.cache_dir), config.student.tiny)
-    samples = task_split("compare-counts", "test", config.world_seed)[: args.samples]
-    model, processor = load_student(student)
+    model, processor, samples = student_and_samples(args.student, args.samples)
     served = ServedStudent(StudentServerConfig(base_url=args.base_url, model=args.model,
                                                max_concurrency=args.concurrency))
     generate_outputs(model, processor, samples[:4], batch_size=4)  # warm-up, both sides
     served.generate_outputs(None, samples[:4])
-
-    started = time.perf_counter()
-    here = generate_outputs(model, processor, samples, batch_size=args.batch_size)
-    in_process = time.perf_counter() - started
-    started = time.perf_counter()
-    there = served.generate_outputs(None, samples)
-    server = time.perf_counter() - started
-
-    agree = sum(a == b for a, b in zip(here, there, strict=True)) / len(samples)
-    print(f"samples: {len(samples)}   in-process batch: {args.batch_size}   server concurrency: {args.concurrency}")
-    print(f"in-process: {in_process:.2f} s  ({len(samples) / in_process:.1f} samples/s)")
-    print(f"vLLM:       {server:.2f} s  ({len(samples) / server:.1f} samples/s)")
-    print(f"speed-up (vLLM vs in-process): {in_process / server:.2f}x")
-    print(f"identical answers: {agree:.1%}")
+    compare(len(samples), ("in-process", lambda: generate_outputs(model, processor, samples, batch_size=args.batch_size)),
+            ("vLLM", lambda: served.generate_outputs(None, samples)),
+            header=f"in-process batch: {args.batch_size}   server concurrency: {args.concurrency}",
+            same="identical answers")
 
 
 if __name__ == "__main__":

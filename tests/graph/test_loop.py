@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from killed_run import kill_at_round_one_selection
 from typer.testing import CliRunner
 
 from gaptune.cli import app
@@ -108,19 +104,7 @@ def test_resume_after_kill_mid_round_reaches_the_same_result(
     finished_run: Path, overrides: list[str], tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "killed"
-    command = [sys.executable, "-m", "gaptune.cli", "run", "--run-dir", str(run_dir)]
-    for override in overrides:
-        command += ["--set", override]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
-    trace = run_dir / "trace.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if trace.exists() and '"r1/select"' in trace.read_text():
-            break
-        time.sleep(0.2)
-    assert process.poll() is None, process.stderr.read().decode() if process.stderr else "run ended early"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_at_round_one_selection(run_dir, overrides, deadline_s=300)
     assert not (run_dir / "metrics.json").exists()
 
     resume(run_dir)

@@ -4,15 +4,11 @@ spans through the SDK's in-memory exporter, and `gaptune compare` on the runs; `
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from killed_run import kill_at_round_one_selection
 from teacher_server import FaultServer, scripted_reply
 from typer.testing import CliRunner
 
@@ -38,22 +34,6 @@ def plain_run(tmp_path_factory: pytest.TempPathFactory, overrides: list[str]) ->
     return run_dir
 
 
-def _kill_at_round_one_selection(run_dir: Path, overrides: list[str]) -> None:
-    command = [sys.executable, "-m", "gaptune.cli", "run", "--run-dir", str(run_dir)]
-    for override in overrides:
-        command += ["--set", override]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
-    trace = run_dir / "trace.jsonl"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and process.poll() is None:
-        if trace.exists() and '"r1/select"' in trace.read_text():
-            break
-        time.sleep(0.2)
-    assert process.poll() is None, process.stderr.read().decode() if process.stderr else "run ended early"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-
-
 @pytest.fixture(scope="module")
 def tracked_run(tmp_path_factory: pytest.TempPathFactory, overrides: list[str]) -> tuple[Path, str, dict[str, Any]]:
     """A run tracked into a local SQLite store, killed mid-round 1 by SIGKILL and resumed."""
@@ -61,7 +41,7 @@ def tracked_run(tmp_path_factory: pytest.TempPathFactory, overrides: list[str]) 
     root = tmp_path_factory.mktemp("tracked")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     run_dir = root / "tracked"
-    _kill_at_round_one_selection(run_dir, [*overrides, f"tracking.mlflow={{uri: '{uri}', experiment: loop-test}}"])
+    kill_at_round_one_selection(run_dir, [*overrides, f"tracking.mlflow={{uri: '{uri}', experiment: loop-test}}"])
     assert not (run_dir / "metrics.json").exists()
     kept = json.loads((run_dir / "mlflow.json").read_text())
     resume(run_dir)
