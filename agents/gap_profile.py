@@ -19,6 +19,15 @@ def wrong_step_text(attempt: Attempt, wrong_step: int | None) -> str:
     return attempt.output or "(no output)"
 
 
+def profile_gap(gaps: Mapping[str, int], attempt: Attempt, wrong_step: int | None, skill_gap: str) -> str:
+    """The gap of a round's profile that one critiqued case counts toward: its wrong step as written where the
+    profile is of step texts, its classified skill where it is of skills, "" where the profile ignores the errors."""
+    step = wrong_step_text(attempt, wrong_step)
+    if step in gaps:
+        return step
+    return skill_gap if skill_gap in gaps else ""
+
+
 def true_skill(sample: Sample, wrong_step: int | None) -> str | None:
     """The gold label of the step a critique blamed, when the data has one: kept to score diagnosis, never shown."""
     if not sample.steps or wrong_step is None:

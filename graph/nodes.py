@@ -16,7 +16,7 @@ from typing import Literal
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send
 
-from gaptune.agents.gap_profile import diagnosis_score, true_skill
+from gaptune.agents.gap_profile import diagnosis_score, profile_gap, true_skill
 from gaptune.agents.judge import decide
 from gaptune.agents.llm.errors import TeacherError
 from gaptune.agents.retriever import merge_gaps, search_gap, split_budget
@@ -185,11 +185,13 @@ def classify(state: LoopState, runtime: Context) -> ClassifyUpdate:
     selector = res.selector
     # pool selectors do not retrieve by gaps; theirs record what the errors were, as skill labels
     gaps, source = selector.gap_profile(evidence) if isinstance(selector, GapSelector) else (dict(result.counts), "errors")
+    case_gaps = {c.sample_id: profile_gap(gaps, attempts[c.sample_id], c.wrong_step, gap_of_skill.get(c.missing_skill, ""))
+                 for c in critiques}
     res.trace.record(ev.ClassifyEvent(
         event_id=f"r{round_}/classify", round=round_, agent="teacher",
         inputs=ev.ClassifyInputs(critiques=[c.sample_id for c in critiques]),
         output=ev.ClassifyOutput(gaps=gaps, source=source, mapping=result.mapping, diagnosis=diagnosis)))
-    return {"gaps": gaps, "gap_of_skill": gap_of_skill, "diagnosis": diagnosis}
+    return {"gaps": gaps, "case_gaps": case_gaps, "diagnosis": diagnosis}
 
 
 def route_selection(state: LoopState, runtime: Context) -> list[Send] | str:
@@ -237,10 +239,9 @@ def _record_selection(res: Resources, state: LoopState, selection: Selection,
                       *, node: Literal["merge_selection", "select_data"]) -> SelectionUpdate:
     """Trace every chosen sample with the gap, query, score and rank that chose it, and the cases behind the gap."""
     round_, used = state["round"], state.get("used", [])
-    gap_of_skill = state.get("gap_of_skill", {})
     cases_by_gap: dict[str, list[str]] = defaultdict(list)
-    for kept in state.get("critiques", []):
-        cases_by_gap[gap_of_skill.get(kept["critique"].missing_skill, "")].append(kept["critique"].sample_id)
+    for case, gap in state.get("case_gaps", {}).items():
+        cases_by_gap[gap].append(case)
     res.trace.record(ev.SelectEvent(
         event_id=f"r{round_}/select", round=round_, node=node, agent="retriever",
         inputs=ev.SelectInputs(gaps=state.get("gaps", {}), budget=selection.budget, excluded=len(used),

@@ -63,9 +63,7 @@ class StateRoundInputs:
 
     @property
     def case_gaps(self) -> Mapping[str, str]:
-        gap_of_skill = self._state.get("gap_of_skill", {})
-        return {kept["critique"].sample_id: gap_of_skill.get(kept["critique"].missing_skill, "")
-                for kept in self._state.get("critiques", [])}
+        return self._state.get("case_gaps", {})
 
     @property
     def ceiling_ids(self) -> Sequence[str]:

@@ -97,7 +97,7 @@ class LoopState(TypedDict, total=False):
     teacher_faults: Annotated[list[TeacherFault], operator.add]
     critiques: list[JudgedCritique]
     gaps: dict[str, int]
-    gap_of_skill: dict[str, str]
+    case_gaps: dict[str, str]
     diagnosis: dict[str, int]
     gap_hits: Annotated[list[GapHits], operator.add]
     selected: list[str]
@@ -165,7 +165,7 @@ class JudgeUpdate(TypedDict):
 
 class ClassifyUpdate(TypedDict):
     gaps: dict[str, int]
-    gap_of_skill: dict[str, str]
+    case_gaps: dict[str, str]
     diagnosis: dict[str, int]
 
 

@@ -94,7 +94,8 @@ class RoundInputs(Protocol):
     def wrong_cases(self) -> Sequence[str]: ...
     @property
     def case_gaps(self) -> Mapping[str, str]:
-        """Each wrong case with a kept critique -> the gap its missing skill was classified as."""
+        """Each wrong case with a kept critique -> the gap of the round's profile it counts toward (for a pool
+        selector, the skill its critique was classified as)."""
         ...
     @property
     def ceiling_ids(self) -> Sequence[str]: ...

@@ -97,21 +97,23 @@ def test_classify_maps_skills_scores_diagnosis_and_the_static_arm_ignores_errors
                                     judge_reason="single critic", judge_usage=Usage(), true_skill="counting")
                      for a in attempts]
         update = nodes.classify(LoopState(round=1, critiques=critiques), Runtime(context=res))
-        assert update["gap_of_skill"] == {"Counting.": "counting"}
         assert update["diagnosis"] == {"matched": len(attempts), "total": len(attempts)}
         event = next(e for e in read_trace(res.run.trace) if isinstance(e, ClassifyEvent))
         assert event.node == "classify" and event.output.source == expected_source
+        # each case is filed under the gap of the profile it counts toward: the trace's "why was this trained"
         if expected_source == "errors":
             assert update["gaps"] == {"counting": len(attempts)}
+            assert update["case_gaps"] == {a.sample_id: "counting" for a in attempts}
         elif expected_source == "wrong step texts":
             # each gap is the wrong first step exactly as the student wrote it
             assert update["gaps"] == dict(Counter(a.steps[0] for a in attempts))
+            assert update["case_gaps"] == {a.sample_id: a.steps[0] for a in attempts}
         else:
             assert set(update["gaps"]) >= {"counting", "comparison"}
 
 
 def test_routing_has_no_side_effects_and_retrieval_dedupes_across_gaps(res: Resources) -> None:
-    state = LoopState(round=1, gaps={"counting": 3, "comparison": 1}, used=[], critiques=[], gap_of_skill={})
+    state = LoopState(round=1, gaps={"counting": 3, "comparison": 1}, used=[], critiques=[], case_gaps={})
     sends = nodes.route_selection(state, Runtime(context=res))
     assert "_opened_index" not in res.search.__dict__, "a router must not open (or build) the index"
     assert isinstance(sends, list)
