@@ -66,7 +66,7 @@ def flat_params(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def _metric_key(text: str) -> str:
+def metric_key(text: str) -> str:
     """MLflow keys allow letters, digits, `_ - . / ` and spaces; a gap label may hold anything else."""
     return re.sub(r"[^\w\-./ ]", "_", text)
 
@@ -78,7 +78,8 @@ def round_metrics(record: dict[str, Any], selection_size: int | None) -> dict[st
     if selection_size is not None:
         metrics["selection_size"] = float(selection_size)
     for gap, count in record.get("gaps", {}).items():
-        metrics[f"gaps/{_metric_key(gap or '(none)')}"] = float(count)
+        key = f"gaps/{metric_key(gap or '(none)')}"  # gaps that differ only in a replaced character share a key
+        metrics[key] = metrics.get(key, 0.0) + float(count)
     for key, value in (record.get("teacher_usage") or {}).items():
         if value is not None:
             metrics[f"teacher/{key}"] = float(value)
