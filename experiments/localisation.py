@@ -113,8 +113,10 @@ def localisation_markdown(rows: list[Localisation]) -> str:
     lines = ["How often each critic blamed the true first wrong step (the first step where the student's rationale "
              "leaves the gold one) in the wrong probe cases it read; seeds pooled, then each seed's own rate. "
              f"`{ONLY_ANSWER}`: every step right, the final answer wrong.", "",
-             "| student | critic | seeds | cases | localised | per seed | true first wrong step | blamed step |",
-             "|---|---|---|---|---|---|---|---|"]
+             "`arm`: the arm whose runs the critiques were read from (a critic's name is its backend's: `reference` "
+             "reads the world's truth, the oracle).", "",
+             "| student | critic | arm | seeds | cases | localised | per seed | true first wrong step | blamed step |",
+             "|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple[str, str], list[Localisation]] = defaultdict(list)
     for row in rows:
         groups[row.cell.student, row.critic].append(row)
@@ -127,6 +129,7 @@ def localisation_markdown(rows: list[Localisation]) -> str:
             truth.update(r.truth)
             blamed.update(r.blamed)
         per_seed = ", ".join(f"{r.cell.seed}: {r.rate:.0%}" for r in seeds)
-        lines.append(f"| {student} | {critic} | {len(seeds)} | {cases} | {located / cases if cases else 0:.0%} | "
+        arms = ", ".join(sorted({r.cell.arm for r in seeds}))
+        lines.append(f"| {student} | {critic} | {arms} | {len(seeds)} | {cases} | {located / cases if cases else 0:.0%} | "
                      f"{per_seed} | {_shares(truth)} | {_shares(blamed)} |")
     return "\n".join(lines) + "\n"

@@ -97,7 +97,7 @@ def test_ci_sized_table_is_written_and_a_rerun_skips_finished_runs(tmp_path: Pat
     # the reader diffs gold steps, so it blames the true first wrong step of every case it read; error-driven and
     # step-query made the same critiques and count once
     rows_a = [line for line in (out / "localisation.md").read_text().splitlines() if line.startswith("| a | ")]
-    assert len(rows_a) == 1 and rows_a[0].split(" | ")[2:6] == ["1", driven["diagnosis_total"], "100%", "0: 100%"]
+    assert len(rows_a) == 1 and rows_a[0].split(" | ")[2:7] == ["error-driven", "1", driven["diagnosis_total"], "100%", "0: 100%"]
     run_config = yaml.safe_load((out / "runs/a/b40/random/s0/config.yaml").read_text())
     assert run_config["selection"] == "random" and run_config["max_rounds"] == 1 and run_config["task"]["draw"] == 0
     metrics = out / "runs/a/b40/error-driven/s0/metrics.json"

@@ -44,5 +44,5 @@ def test_a_critique_is_located_only_where_it_blames_the_first_step_that_leaves_t
 
     table = localisation_markdown([world, reader, world.model_copy(update={
         "cell": cell.model_copy(update={"seed": 4}), "located": 0})])
-    assert "| s | world | 2 | 6 | 33% | 3: 67%, 4: 0% | colour 67%, answer only 33% |" in table
-    assert "| s | reader | 1 | 1 | 100% | 3: 100% |" in table
+    assert f"| s | world | {cell.arm} | 2 | 6 | 33% | 3: 67%, 4: 0% | colour 67%, answer only 33% |" in table
+    assert f"| s | reader | {cell.arm} | 1 | 1 | 100% | 3: 100% |" in table
