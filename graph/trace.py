@@ -4,12 +4,17 @@ Each event has a deterministic `event_id` (round/node/key). A node that is
 re-run after a crash writes its events again; readers keep the last event per
 id, so a resumed run's trace reads exactly like an uninterrupted one.
 
+A finished run's trace may be archived gzipped beside it (`trace.jsonl.gz`, as
+the committed bench runs whose selection lists a whole pool are): readers open
+it as is, and a run whose trace is archived refuses to record more events.
+
 `render_*` turn the explanations of `gaptune.graph.explain` into rich
 renderables for `gaptune trace`; `--json` prints the same explanations as JSON.
 """
 
 from __future__ import annotations
 
+import gzip
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +48,8 @@ class Trace:
         self.path = path
 
     def record(self, event: TraceEvent) -> None:
+        if archived(self.path).exists():
+            raise RunDirectoryError(f"{archived(self.path)}: this run's trace is archived; gunzip it to resume the run")
         line = event.model_dump_json()
         with _lock, self.path.open("a") as handle:
             handle.write(line + "\n")
@@ -59,6 +66,8 @@ def read_trace(path: Path) -> list[TraceEvent]:
     A line that is not an event of this gaptune (a run directory written by an
     older version) raises `RunDirectoryError` naming the file and line.
     """
+    if not path.exists() and archived(path).exists():
+        path = archived(path)
     if not path.exists():
         return []
     lines = list(_lines(path))
@@ -76,8 +85,13 @@ def read_trace(path: Path) -> list[TraceEvent]:
     return list(latest.values())
 
 
+def archived(path: Path) -> Path:
+    """Where a trace is kept once archived: gzipped, beside its plain name."""
+    return path.with_name(path.name + ".gz")
+
+
 def _lines(path: Path) -> Iterator[str]:
-    with path.open() as handle:
+    with gzip.open(path, "rt") if path.suffix == ".gz" else path.open() as handle:
         for line in handle:
             if line.strip():
                 yield line

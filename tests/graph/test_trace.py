@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 from pathlib import Path
@@ -16,7 +17,7 @@ from gaptune.data.errors import RunDirectoryError
 from gaptune.graph.events import EVENT, ProbeEvent, TraceEvent
 from gaptune.graph.explain import explain_case, explain_round, explain_run, explain_sample, rounds_of
 from gaptune.graph.metrics import RunMetrics, read_metrics
-from gaptune.graph.trace import Trace, read_trace, render_case, render_round, render_run, render_sample
+from gaptune.graph.trace import Trace, archived, read_trace, render_case, render_round, render_run, render_sample
 
 
 def _event(event_id: str, round_: int, kind: str, agent: str, inputs: dict[str, Any], output: Any,
@@ -334,6 +335,21 @@ def test_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
     with (run_dir / "trace.jsonl").open("a") as handle:
         handle.write('{"event_id": "r1/critique/c1/llm", "kind": "crit')
     assert read_trace(run_dir / "trace.jsonl") == EVENTS[:3]
+
+
+def test_an_archived_trace_reads_and_explains_as_the_plain_one_and_records_no_more(tmp_path: Path) -> None:
+    run_dir = _run_dir(tmp_path, EVENTS)
+    plain = CliRunner().invoke(app, ["trace", str(run_dir), "--json"])
+    assert plain.exit_code == 0 and "\"rounds\"" in plain.output
+    trace = run_dir / "trace.jsonl"
+    with gzip.open(archived(trace), "wb") as handle:
+        handle.write(trace.read_bytes())
+    trace.unlink()
+    assert read_trace(trace) == EVENTS
+    assert CliRunner().invoke(app, ["trace", str(run_dir), "--json"]).output == plain.output
+    with pytest.raises(RunDirectoryError, match=r"trace.jsonl.gz: this run's trace is archived; gunzip it"):
+        Trace(trace).record(EVENTS[0])
+    assert not trace.exists() and read_trace(trace) == EVENTS
 
 
 def test_skipped_data_rows_are_counted_in_the_overview_and_are_no_round() -> None:
